@@ -1,0 +1,1 @@
+//! `${VAR}` expansion from the environment.

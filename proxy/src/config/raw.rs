@@ -1,0 +1,1 @@
+//! The serde-facing shape of the config file.

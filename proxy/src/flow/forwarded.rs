@@ -1,0 +1,198 @@
+//! Who the client is and which URL it used, as far as we can believe it.
+//!
+//! The ALB ends TLS and *appends* the peer it saw to `X-Forwarded-For`, so the header is only believed when the TCP
+//! peer is a configured proxy, and then read right to left, skipping trusted hops: the first untrusted address is
+//! the client. Everything a client could write itself (left of that) is ignored. The same trust decides whether
+//! `X-Forwarded-Proto/Host/Port` say anything about the external URL.
+
+use std::net::IpAddr;
+
+use http::HeaderMap;
+use ipnet::IpNet;
+
+/// The request as the outside world made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct External {
+    /// The client's address (after trusted hops are removed), if known.
+    pub client_ip: Option<IpAddr>,
+    /// `https` or `http`.
+    pub scheme: String,
+    /// Host as the client addressed it, lower-cased, with a port only when non-default.
+    pub host: String,
+    /// The `X-Forwarded-For` value to send upstream: the believed chain plus the TCP peer.
+    pub forwarded_for: String,
+}
+
+impl External {
+    /// `scheme://host`, the origin a browser sees.
+    pub fn origin(&self) -> String {
+        format!("{}://{}", self.scheme, self.host)
+    }
+}
+
+fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// Works out the external view of a request from its TCP peer and headers.
+pub fn external(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> External {
+    let peer_trusted = peer.is_some_and(|ip| is_trusted(ip, trusted));
+    let xff: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+
+    let mut client_ip = peer;
+    let mut chain: Vec<String> = Vec::new();
+    if peer_trusted {
+        // Right to left: skip trusted hops; the first untrusted one is the client.
+        for hop in xff.iter().rev() {
+            match hop.parse::<IpAddr>() {
+                Ok(ip) if is_trusted(ip, trusted) => continue,
+                Ok(ip) => {
+                    client_ip = Some(ip);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        chain.extend(xff.iter().map(|s| s.to_string()));
+    }
+    if let Some(p) = peer {
+        chain.push(p.to_string());
+    }
+
+    let (scheme, forwarded_host, forwarded_port) = if peer_trusted {
+        (
+            header(headers, "x-forwarded-proto")
+                .map(|p| p.split(',').next().unwrap_or(p).trim().to_ascii_lowercase())
+                .filter(|p| p == "https" || p == "http"),
+            header(headers, "x-forwarded-host").map(|h| h.split(',').next().unwrap_or(h).trim().to_string()),
+            header(headers, "x-forwarded-port").and_then(|p| p.parse::<u16>().ok()),
+        )
+    } else {
+        (None, None, None)
+    };
+    let scheme = scheme.unwrap_or_else(|| "http".to_string());
+    let raw_host = forwarded_host
+        .or_else(|| header(headers, "host").map(str::to_string))
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let host = with_port(&raw_host, &scheme, forwarded_port);
+    External { client_ip, scheme, host, forwarded_for: chain.join(", ") }
+}
+
+/// Adds a non-default forwarded port to a host that has none; drops a default one.
+fn with_port(host: &str, scheme: &str, port: Option<u16>) -> String {
+    let default = if scheme == "https" { 443 } else { 80 };
+    let (name, existing) = split_port(host);
+    match existing.or(port) {
+        Some(p) if p != default => format!("{name}:{p}"),
+        _ => name.to_string(),
+    }
+}
+
+/// Splits `name:port` (and `[v6]:port`) into its parts.
+pub fn split_port(host: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = host.strip_prefix('[') {
+        if let Some(end) = rest.find(']') {
+            let port = rest[end + 1..].strip_prefix(':').and_then(|p| p.parse().ok());
+            return (&host[..end + 2], port);
+        }
+        return (host, None);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') => match port.parse() {
+            Ok(p) => (name, Some(p)),
+            Err(_) => (host, None),
+        },
+        _ => (host, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        m
+    }
+
+    fn alb() -> Vec<IpNet> {
+        vec!["10.0.0.0/16".parse().unwrap()]
+    }
+
+    #[test]
+    fn untrusted_peer_cannot_claim_https_or_another_host_or_ip() {
+        let e = external(
+            Some("203.0.113.9".parse().unwrap()),
+            &h(&[
+                ("host", "app.example.com"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "evil.example"),
+                ("x-forwarded-for", "1.2.3.4"),
+            ]),
+            &alb(),
+        );
+        assert_eq!(e.scheme, "http");
+        assert_eq!(e.host, "app.example.com");
+        assert_eq!(e.client_ip, Some("203.0.113.9".parse().unwrap()));
+        assert_eq!(e.forwarded_for, "203.0.113.9");
+    }
+
+    #[test]
+    fn alb_peer_is_believed_right_to_left() {
+        // The client wrote "6.6.6.6" itself; the ALB appended the real client 198.51.100.7.
+        let e = external(
+            Some("10.0.1.20".parse().unwrap()),
+            &h(&[
+                ("host", "10.0.3.4"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "App.Example.com"),
+                ("x-forwarded-port", "443"),
+                ("x-forwarded-for", "6.6.6.6, 198.51.100.7"),
+            ]),
+            &alb(),
+        );
+        assert_eq!(e.scheme, "https");
+        assert_eq!(e.host, "app.example.com");
+        assert_eq!(e.origin(), "https://app.example.com");
+        assert_eq!(e.client_ip, Some("198.51.100.7".parse().unwrap()));
+        assert_eq!(e.forwarded_for, "6.6.6.6, 198.51.100.7, 10.0.1.20");
+    }
+
+    #[test]
+    fn trusted_hops_are_skipped_and_odd_ports_kept() {
+        let e = external(
+            Some("10.0.1.20".parse().unwrap()),
+            &h(&[("host", "x"), ("x-forwarded-for", "198.51.100.7, 10.0.9.9"), ("x-forwarded-port", "8443"), ("x-forwarded-proto", "https")]),
+            &alb(),
+        );
+        assert_eq!(e.client_ip, Some("198.51.100.7".parse().unwrap()));
+        assert_eq!(e.host, "x:8443");
+    }
+
+    #[test]
+    fn split_port_handles_v6_and_names() {
+        assert_eq!(split_port("a.b:8080"), ("a.b", Some(8080)));
+        assert_eq!(split_port("a.b"), ("a.b", None));
+        assert_eq!(split_port("[::1]:80"), ("[::1]", Some(80)));
+        assert_eq!(split_port("[::1]"), ("[::1]", None));
+    }
+}

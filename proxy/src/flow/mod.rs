@@ -1,0 +1,325 @@
+//! One request, top to bottom: route → authenticate (Bearer or session) → authorize → forward with identity, or
+//! answer (redirect, 401, 403, 502/503) with a clear reason.
+//!
+//! Pure of Pingora: the gateway hands in the request's parts and gets an [`Outcome`] back, so this whole pipeline is
+//! tested with plain values, and the gateway stays an adapter.
+
+pub mod forwarded;
+pub mod response;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::{HeaderMap, Method};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Access, Backend, Config, HostConfig};
+use crate::identity::{headers as id_headers, AssertionSigner, AuthMethod, Principal};
+use crate::oidc::{KeyStore, Verifier};
+use crate::policy::{self, Decision, Router};
+
+pub use forwarded::External;
+pub use response::LocalResponse;
+
+/// What the gateway does with a request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Answer locally.
+    Respond(LocalResponse),
+    /// Send upstream with these changes.
+    Forward(Box<Forward>),
+}
+
+/// How a request goes upstream.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    /// Index of the host in the config (for per-host response headers).
+    pub host: usize,
+    pub upstream: SocketAddr,
+    /// The normalized path plus the original query: what the upstream sees is what the policy matched.
+    pub path_and_query: String,
+    /// Identity headers to add after every inbound identity header was removed.
+    pub identity: Vec<(String, String)>,
+    pub authorization: AuthorizationHeader,
+    pub external: External,
+    /// `Set-Cookie` values to append to the upstream's response (refreshed session).
+    pub set_cookies: Vec<String>,
+    /// `bearer`, `session` or `anonymous`.
+    pub auth: &'static str,
+    pub subject: Option<String>,
+}
+
+/// What happens to the `Authorization` header on the way upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthorizationHeader {
+    Keep,
+    Drop,
+    /// `Bearer <session access token>`.
+    Replace(String),
+}
+
+/// The parts of a request the pipeline reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'a Method,
+    /// The raw path, without the query.
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    /// The TCP peer.
+    pub peer: Option<IpAddr>,
+}
+
+/// Everything the pipeline needs, built once at start.
+pub struct App {
+    pub config: Arc<Config>,
+    pub router: Router,
+    pub keys: Arc<KeyStore>,
+    pub verifier: Verifier,
+    pub signer: AssertionSigner,
+    /// Set on SIGTERM: the health path answers 503 so the ALB stops sending new requests.
+    pub draining: AtomicBool,
+}
+
+/// Log fields every outcome carries.
+#[derive(Debug, Default, Clone)]
+pub struct Trace {
+    pub host: Option<String>,
+    pub route_line: Option<usize>,
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Why the Authorization header could not be read as one Bearer token.
+#[derive(Debug, PartialEq, Eq)]
+enum Credential<'a> {
+    None,
+    Bearer(&'a str),
+    Invalid(&'static str),
+}
+
+/// Reads the Bearer token: from exactly one `Authorization` header, scheme case-insensitive (RFC 6750 §2.1).
+fn bearer(headers: &HeaderMap) -> Credential<'_> {
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let Some(first) = values.next() else { return Credential::None };
+    if values.next().is_some() {
+        return Credential::Invalid("several Authorization headers were sent; send exactly one");
+    }
+    let Ok(value) = first.to_str() else { return Credential::Invalid("the Authorization header is not ASCII") };
+    let value = value.trim();
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Credential::Invalid("the Authorization scheme is not Bearer");
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Credential::Invalid("the Bearer token is empty");
+    }
+    Credential::Bearer(token)
+}
+
+/// True when the query string carries a token (`access_token=`), which RFC 6750 §2.3 allows but we refuse.
+fn token_in_query(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|kv| kv.split('=').next().is_some_and(|k| k.eq_ignore_ascii_case("access_token"))))
+}
+
+impl App {
+    /// Builds the pipeline from a validated config.
+    pub fn new(config: Arc<Config>, keys: Arc<KeyStore>, signer: AssertionSigner) -> Self {
+        let router = Router::new(&config.hosts);
+        let verifier = Verifier::new(&config.provider, keys.clone());
+        App { config, router, keys, verifier, signer, draining: AtomicBool::new(false) }
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// The whole decision for one request.
+    pub async fn handle(&self, req: Request<'_>, trace: &mut Trace) -> Outcome {
+        // The ALB health check uses the task's IP as Host: answer it before host routing.
+        if req.path == self.config.server.health_path {
+            return Outcome::Respond(if self.draining.load(Ordering::SeqCst) {
+                LocalResponse::unavailable("draining: the sidecar is shutting down")
+            } else {
+                LocalResponse::ok_json(serde_json::json!({ "status": "ok" }), "health")
+            });
+        }
+
+        // 1. Route: host, then the normalized path.
+        let external = forwarded::external(req.peer, req.headers, &self.config.server.trusted_proxies);
+        let Some(host_idx) = self.router.select_host(&external.host) else {
+            return Outcome::Respond(LocalResponse::not_found(format!("no host is configured for {}", external.host)));
+        };
+        let host = self.router.host(host_idx);
+        trace.host = Some(host.name.clone());
+        let path = match policy::path::normalize(req.path) {
+            Ok(p) => p,
+            Err(e) => return Outcome::Respond(LocalResponse::bad_request(format!("refused path: {e}"))),
+        };
+        let Some(route) = self.router.route(host_idx, &path, req.method) else {
+            return Outcome::Respond(LocalResponse::no_route(&path));
+        };
+        trace.route_line = Some(route.line);
+        let realm = host.name.as_str();
+
+        // 2. Authenticate. Public routes still get identity headers when a valid token comes along,
+        // but a bad one does not stop them.
+        let public = matches!(route.access, Access::Public);
+        let mut principal: Option<Principal> = None;
+        let mut token_hash: Option<[u8; 32]> = None;
+        match bearer(req.headers) {
+            Credential::Bearer(token) => match self.verifier.verify_access_token(token).await {
+                Ok(verified) => {
+                    token_hash = Some(Sha256::digest(token.as_bytes()).into());
+                    principal = Some(Principal::from_claims(&verified.claims, verified.expires_at, AuthMethod::Bearer));
+                }
+                Err(e) if public => {
+                    tracing::debug!(reason = %e.description(), "token ignored on a public route");
+                }
+                Err(e) if e.is_unavailable() => {
+                    return Outcome::Respond(LocalResponse::unavailable(format!(
+                        "cannot verify tokens yet: {}",
+                        e.description()
+                    )))
+                }
+                Err(e) => return Outcome::Respond(LocalResponse::bad_token(realm, "invalid_token", &e.description())),
+            },
+            Credential::Invalid(why) if !public => {
+                return Outcome::Respond(LocalResponse::bad_token(realm, "invalid_request", why))
+            }
+            Credential::Invalid(_) | Credential::None => {
+                if !public && token_in_query(req.query) {
+                    return Outcome::Respond(LocalResponse::bad_token(
+                        realm,
+                        "invalid_request",
+                        "tokens in the query string are not accepted; send Authorization: Bearer <token>",
+                    ));
+                }
+            }
+        }
+
+        // 3. Authorize.
+        match policy::evaluate(&route.access, principal.as_ref()) {
+            Decision::Allow => {}
+            Decision::Unauthenticated => return Outcome::Respond(LocalResponse::unauthenticated(realm, None)),
+            Decision::Forbidden(denial) => {
+                return Outcome::Respond(LocalResponse::insufficient(
+                    realm,
+                    &denial.required,
+                    &denial.reason,
+                    denial.scope_hint.as_deref(),
+                ))
+            }
+        }
+
+        // 4. Forward with identity.
+        self.forward(host_idx, host, &path, req.query, external, principal, token_hash)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &self,
+        host_idx: usize,
+        host: &HostConfig,
+        path: &str,
+        query: Option<&str>,
+        external: External,
+        principal: Option<Principal>,
+        cache_key: Option<[u8; 32]>,
+    ) -> Outcome {
+        let upstream = match &host.backend {
+            Backend::Upstream { addr, .. } => *addr,
+            Backend::Static { .. } => {
+                return Outcome::Respond(LocalResponse::not_found("static serving is not available for this host"))
+            }
+        };
+        let mut identity = Vec::new();
+        let mut auth = "anonymous";
+        let mut subject = None;
+        if let Some(p) = &principal {
+            let mut key = cache_key.unwrap_or_else(|| Sha256::digest(p.subject.as_bytes()).into());
+            // The assertion's audience is the host, so the same token on two hosts gets two assertions.
+            let host_hash: [u8; 32] = Sha256::digest(host.name.as_bytes()).into();
+            for (k, h) in key.iter_mut().zip(host_hash) {
+                *k ^= h;
+            }
+            let assertion = match self.signer.sign_cached(&key, p, &host.name, now()) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(error = %e, "identity assertion could not be signed");
+                    return Outcome::Respond(LocalResponse::json_error(
+                        500,
+                        "internal",
+                        "server_error",
+                        "the identity assertion could not be signed",
+                    ));
+                }
+            };
+            identity = id_headers::upstream_headers(
+                p,
+                &assertion,
+                &self.config.identity.header_prefix,
+                host.claim_headers,
+                None,
+            );
+            auth = p.method.as_str();
+            subject = Some(p.subject.clone());
+        }
+        let authorization =
+            if host.forward_authorization { AuthorizationHeader::Keep } else { AuthorizationHeader::Drop };
+        let path_and_query = match query {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_string(),
+        };
+        Outcome::Forward(Box::new(Forward {
+            host: host_idx,
+            upstream,
+            path_and_query,
+            identity,
+            authorization,
+            external,
+            set_cookies: Vec::new(),
+            auth,
+            subject,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn bearer_is_read_from_one_header_case_insensitively() {
+        assert_eq!(bearer(&headers(&[("authorization", "bearer abc")])), Credential::Bearer("abc"));
+        assert_eq!(bearer(&headers(&[("authorization", "Bearer  abc ")])), Credential::Bearer("abc"));
+        assert_eq!(bearer(&headers(&[])), Credential::None);
+        assert!(matches!(bearer(&headers(&[("authorization", "Basic Zm9vOmJhcg==")])), Credential::Invalid(_)));
+        assert!(matches!(bearer(&headers(&[("authorization", "Bearer")])), Credential::Invalid(_)));
+        assert!(matches!(
+            bearer(&headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")])),
+            Credential::Invalid(_)
+        ));
+    }
+
+    #[test]
+    fn query_tokens_are_spotted() {
+        assert!(token_in_query(Some("a=1&access_token=x")));
+        assert!(token_in_query(Some("ACCESS_TOKEN=x")));
+        assert!(!token_in_query(Some("access_tokens=x")));
+        assert!(!token_in_query(None));
+    }
+}

@@ -1,0 +1,109 @@
+//! Building and running the Pingora server from a validated config.
+//!
+//! Our CLI and TOML own the configuration: Pingora's own argv parsing and YAML are bypassed
+//! (`Server::new_with_opt_and_conf(None, ..)`). `main` stays synchronous because Pingora builds its own runtimes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+
+use super::admin::Admin;
+use super::Gateway;
+use crate::config::Config;
+use crate::flow::App;
+use crate::identity::AssertionSigner;
+use crate::oidc::KeyStore;
+
+/// Fetches discovery and keys in the background: the proxy listens at once, so public routes and the health check
+/// work while the provider is down, and protected routes answer 503 with the reason until keys load.
+struct KeyRefresher {
+    keys: Arc<KeyStore>,
+}
+
+#[async_trait]
+impl BackgroundService for KeyRefresher {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.keys.clone().run(shutdown).await;
+    }
+}
+
+/// SIGTERM: mark the sidecar as draining (health answers 503), then let Pingora stop accepting and finish in-flight
+/// requests within the grace period. SIGINT: fast shutdown.
+struct Signals {
+    app: Arc<App>,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot install signal handlers; shutting down");
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: draining, finishing in-flight requests");
+                self.app.start_draining();
+                ShutdownSignal::GracefulTerminate
+            }
+            _ = int.recv() => ShutdownSignal::FastShutdown,
+        }
+    }
+}
+
+/// Builds the server and runs it until a signal; returns when it has stopped.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let signer = match &config.identity.signing_key {
+        Some(pem) => AssertionSigner::from_pem(pem.expose(), config.identity.assertion_issuer.clone(), config.identity.assertion_ttl)?,
+        None => AssertionSigner::generate(config.identity.assertion_issuer.clone(), config.identity.assertion_ttl)?,
+    };
+    let keys = KeyStore::new(&config.provider)?;
+    let app = Arc::new(App::new(config.clone(), keys.clone(), signer));
+
+    let mut conf = ServerConf::default();
+    conf.threads = config.server.threads.max(1);
+    conf.work_stealing = true;
+    conf.grace_period_seconds = Some(config.server.grace_period.as_secs());
+    conf.graceful_shutdown_timeout_seconds = Some(config.server.shutdown_timeout.as_secs().max(1));
+    conf.upstream_keepalive_pool_size = 128;
+    // Pingora's daemon/upgrade machinery is unused: the container runtime owns the process.
+    conf.pid_file = std::env::temp_dir().join("oidc-sidecar.pid").display().to_string();
+    conf.upgrade_sock = std::env::temp_dir().join("oidc-sidecar-upgrade.sock").display().to_string();
+
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let refresher = background_service("provider keys", KeyRefresher { keys });
+    server.add_service(refresher);
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::new(app.clone()),
+        "oidc-sidecar",
+    );
+    proxy.add_tcp(&config.server.listen.to_string());
+    server.add_service(proxy);
+
+    let mut admin = Service::new("admin".to_string(), Admin { app: app.clone() });
+    admin.add_tcp(&config.server.admin_listen.to_string());
+    server.add_service(admin);
+
+    tracing::info!(
+        listen = %config.server.listen,
+        admin = %config.server.admin_listen,
+        hosts = config.hosts.len(),
+        "oidc-sidecar starting"
+    );
+    server.run(RunArgs { shutdown_signal: Box::new(Signals { app }) });
+    tracing::info!("oidc-sidecar stopped");
+    // Give the log writer a moment; Pingora's runtimes are already down.
+    std::thread::sleep(Duration::from_millis(10));
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! Headers the upstream receives.

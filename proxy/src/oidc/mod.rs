@@ -1,0 +1,1 @@
+//! OpenID Connect: discovery, the JWKS cache, token verification and (for browsers) the code flow.

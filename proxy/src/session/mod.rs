@@ -1,0 +1,1 @@
+//! session: sealed cookies, cookie and Redis stores.

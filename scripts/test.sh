@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The one command that installs what the tests need and runs them all:
+#   Rust unit + integration tests (real sockets, a test OpenID provider, an echo upstream, real Redis),
+#   the example FastAPI app's pytest suite, the static Dockerfile/ECS checks, and the end-to-end suites
+#   (npm oidc-provider, Debian chromium via playwright-core, the FastAPI upstream, Redis).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+bash scripts/install-deps.sh
+
+# Redis: the machine usually runs one on 6379; start one if it does not answer.
+if ! redis-cli -p 6379 ping >/dev/null 2>&1; then
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  sleep 0.5
+fi
+
+failed=()
+step() { echo; echo "=== $1"; }
+
+step "cargo build"
+cargo build --workspace --all-targets --locked
+
+step "cargo test"
+cargo test --workspace --locked 2>&1 | tee /tmp/oidc-sidecar-cargo-test.log || failed+=(cargo-test)
+
+if [ -d examples/fastapi/tests ]; then
+  step "examples/fastapi pytest"
+  (cd examples/fastapi && .venv/bin/python -m pytest -q) || failed+=(fastapi-pytest)
+fi
+
+if [ -d tests/static ]; then
+  step "tests/static pytest"
+  .venv-static/bin/python -m pytest -q tests/static || failed+=(static-checks)
+fi
+
+if [ -f tests/e2e/package.json ]; then
+  step "end-to-end (provider, browser, upstream, redis)"
+  (cd tests/e2e && npm test) || failed+=(e2e)
+fi
+
+echo
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAILED: ${failed[*]}"
+  exit 1
+fi
+echo "all suites passed"
