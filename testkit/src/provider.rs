@@ -302,6 +302,15 @@ impl TestProvider {
         sign_raw(&header, &claims, key, alg)
     }
 
+    /// Signs exactly these header and payload JSON texts, RS256 with the current key: for tests that need JSON
+    /// a `Value` cannot hold (duplicate members, odd number forms).
+    pub fn sign_text(&self, header_json: &str, payload_json: &str) -> String {
+        let message = format!("{}.{}", b64(header_json.as_bytes()), b64(payload_json.as_bytes()));
+        let sig = jsonwebtoken::crypto::sign(message.as_bytes(), self.current_rsa(), Algorithm::RS256)
+            .expect("signing with an embedded key");
+        format!("{message}.{sig}")
+    }
+
     fn current_rsa(&self) -> &'static EncodingKey {
         let st = self.shared.state.lock();
         &rsa_pool()[st.slots[st.current].pool_index].encoding

@@ -1,6 +1,6 @@
 //! An upstream that echoes what it received, over a real socket, so tests see exactly what the sidecar forwarded.
 //!
-//! Requests: any path echoes `{method, path, headers, body}` as JSON; `/slow/<ms>` waits first (graceful-shutdown
+//! Requests: any path echoes `{method, path, headers, body}` as JSON; a path holding `/slow/<ms>` waits first (graceful-shutdown
 //! tests); `/status/<code>` answers that status. HTTP/1.1 keep-alive is honoured, as uvicorn would.
 
 use std::collections::BTreeMap;
@@ -132,10 +132,10 @@ async fn serve(mut stream: TcpStream, seen: Arc<Mutex<Vec<Echo>>>) -> std::io::R
         seen.lock().push(echo.clone());
 
         let mut status = 200u16;
-        if let Some(ms) = path.strip_prefix("/slow/").and_then(|s| s.split(['?', '/']).next()?.parse::<u64>().ok()) {
+        if let Some(ms) = path.split_once("/slow/").map(|(_, s)| s).and_then(|s| s.split(['?', '/']).next()?.parse::<u64>().ok()) {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
-        if let Some(code) = path.strip_prefix("/status/").and_then(|s| s.split(['?', '/']).next()?.parse::<u16>().ok()) {
+        if let Some(code) = path.split_once("/status/").map(|(_, s)| s).and_then(|s| s.split(['?', '/']).next()?.parse::<u16>().ok()) {
             status = code;
         }
         let payload = serde_json::to_vec(&echo).unwrap_or_default();

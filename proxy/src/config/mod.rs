@@ -15,8 +15,10 @@ use jsonwebtoken::Algorithm;
 pub mod raw;
 pub mod env;
 mod load;
+mod describe;
 
-pub use load::{load, load_str, ConfigError};
+pub use load::{decode_session_key, load, load_str, load_str_with_env, load_with_env, ConfigError};
+pub use describe::{access_words, describe};
 
 /// The whole validated configuration of one sidecar.
 #[derive(Debug, Clone)]
@@ -139,7 +141,9 @@ pub struct SessionConfig {
     pub cookie_name: String,
     /// Cookie `Domain` (shared between app and api hosts); incompatible with the `__Host-` prefix.
     pub cookie_domain: Option<String>,
-    /// Sealing keys, 32 bytes each: the first seals, all open.
+    /// Sealing keys, 32 bytes each: the first seals, all open. Each is standard padded base64 of the 32 bytes
+    /// (whatever alphabet the file used); [`SessionConfig::key_bytes`] decodes them. Empty = none configured: the
+    /// runtime generates an ephemeral key and warns.
     pub keys: Vec<Secret>,
     pub inactivity_timeout: Duration,
     pub max_lifetime: Duration,
@@ -151,6 +155,14 @@ pub struct SessionConfig {
     pub redis_url: Option<Secret>,
     /// Paths of the sidecar's own endpoints.
     pub paths: EndpointPaths,
+}
+
+impl SessionConfig {
+    /// The sealing keys as bytes, first (sealing) key first. `keys` hold standard padded base64 of 32 bytes, checked
+    /// at load, so nothing is dropped here unless a caller built a `SessionConfig` by hand with a bad key.
+    pub fn key_bytes(&self) -> Vec<[u8; 32]> {
+        self.keys.iter().filter_map(|k| decode_session_key(k.expose())).collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 //! Pure of Pingora: the gateway hands in the request's parts and gets an [`Outcome`] back, so this whole pipeline is
 //! tested with plain values, and the gateway stays an adapter.
 
+pub mod browser;
 pub mod forwarded;
 pub mod response;
 
@@ -20,6 +21,7 @@ use crate::identity::{headers as id_headers, AssertionSigner, AuthMethod, Princi
 use crate::oidc::{KeyStore, Verifier};
 use crate::policy::{self, Decision, Router};
 
+pub use browser::{Browser, SessionAuth};
 pub use forwarded::External;
 pub use response::LocalResponse;
 
@@ -43,6 +45,9 @@ pub struct Forward {
     /// Identity headers to add after every inbound identity header was removed.
     pub identity: Vec<(String, String)>,
     pub authorization: AuthorizationHeader,
+    /// The `Cookie` header upstream: `None` keeps it, `Some(None)` drops it, `Some(Some(v))` replaces it (the
+    /// sidecar's own cookies never reach the app).
+    pub cookie: Option<Option<String>>,
     pub external: External,
     /// `Set-Cookie` values to append to the upstream's response (refreshed session).
     pub set_cookies: Vec<String>,
@@ -79,6 +84,7 @@ pub struct App {
     pub keys: Arc<KeyStore>,
     pub verifier: Verifier,
     pub signer: AssertionSigner,
+    pub browser: Browser,
     /// Set on SIGTERM: the health path answers 503 so the ALB stops sending new requests.
     pub draining: AtomicBool,
 }
@@ -127,12 +133,21 @@ fn token_in_query(query: Option<&str>) -> bool {
     query.is_some_and(|q| q.split('&').any(|kv| kv.split('=').next().is_some_and(|k| k.eq_ignore_ascii_case("access_token"))))
 }
 
+/// Adds `Set-Cookie` values (a cleared or refreshed session) to a local answer.
+fn with_cookies(mut r: LocalResponse, cookies: &[String]) -> LocalResponse {
+    for c in cookies {
+        r.headers.push(("Set-Cookie".to_string(), c.clone()));
+    }
+    r
+}
+
 impl App {
     /// Builds the pipeline from a validated config.
-    pub fn new(config: Arc<Config>, keys: Arc<KeyStore>, signer: AssertionSigner) -> Self {
+    pub fn new(config: Arc<Config>, keys: Arc<KeyStore>, signer: AssertionSigner) -> anyhow::Result<Self> {
         let router = Router::new(&config.hosts);
         let verifier = Verifier::new(&config.provider, keys.clone());
-        App { config, router, keys, verifier, signer, draining: AtomicBool::new(false) }
+        let browser = Browser::new(&config, keys.clone())?;
+        Ok(App { config, router, keys, verifier, signer, browser, draining: AtomicBool::new(false) })
     }
 
     pub fn start_draining(&self) {
@@ -161,21 +176,38 @@ impl App {
             Ok(p) => p,
             Err(e) => return Outcome::Respond(LocalResponse::bad_request(format!("refused path: {e}"))),
         };
+        // The sidecar's own endpoints (/oauth2/login, callback, logout, userinfo).
+        if let Some(outcome) = self.browser.endpoint(&req, host, &path, &external).await {
+            return outcome;
+        }
+        let path_and_query = match req.query {
+            Some(q) => format!("{path}?{q}"),
+            None => path.clone(),
+        };
+
+        // A CORS preflight carries no credentials by design: it goes to the app unauthenticated (identity stripped).
+        if crate::session::request_kind::is_cors_preflight(req.method, req.headers) {
+            let cookie = self.browser.upstream_cookie(req.headers, &external);
+            return self.forward(host_idx, host, path_and_query, external, None, Vec::new(), None, cookie);
+        }
+
         let Some(route) = self.router.route(host_idx, &path, req.method) else {
             return Outcome::Respond(LocalResponse::no_route(&path));
         };
         trace.route_line = Some(route.line);
         let realm = host.name.as_str();
 
-        // 2. Authenticate. Public routes still get identity headers when a valid token comes along,
-        // but a bad one does not stop them.
+        // 2. Authenticate: a Bearer token if one came, else the session cookie. Public routes still get identity
+        // headers when valid credentials come along, but bad ones do not stop them.
         let public = matches!(route.access, Access::Public);
         let mut principal: Option<Principal> = None;
-        let mut token_hash: Option<[u8; 32]> = None;
+        let mut cache_key: Option<[u8; 32]> = None;
+        let mut set_cookies: Vec<String> = Vec::new();
+        let mut session_token: Option<String> = None;
         match bearer(req.headers) {
             Credential::Bearer(token) => match self.verifier.verify_access_token(token).await {
                 Ok(verified) => {
-                    token_hash = Some(Sha256::digest(token.as_bytes()).into());
+                    cache_key = Some(Sha256::digest(token.as_bytes()).into());
                     principal = Some(Principal::from_claims(&verified.claims, verified.expires_at, AuthMethod::Bearer));
                 }
                 Err(e) if public => {
@@ -192,7 +224,8 @@ impl App {
             Credential::Invalid(why) if !public => {
                 return Outcome::Respond(LocalResponse::bad_token(realm, "invalid_request", why))
             }
-            Credential::Invalid(_) | Credential::None => {
+            Credential::Invalid(_) => {}
+            Credential::None => {
                 if !public && token_in_query(req.query) {
                     return Outcome::Respond(LocalResponse::bad_token(
                         realm,
@@ -200,25 +233,50 @@ impl App {
                         "tokens in the query string are not accepted; send Authorization: Bearer <token>",
                     ));
                 }
+                match self.browser.authenticate(&req, host, &external).await {
+                    Ok(session) => {
+                        set_cookies = session.set_cookies;
+                        if let Some(p) = session.principal {
+                            if !self.browser.csrf_ok(req.method, req.headers, host, &external) {
+                                return Outcome::Respond(with_cookies(
+                                    LocalResponse::json_error(
+                                        403,
+                                        "csrf",
+                                        "csrf_refused",
+                                        "a cross-site request with the session cookie was refused: unsafe methods need a same-origin Origin or Sec-Fetch-Site",
+                                    ),
+                                    &set_cookies,
+                                ));
+                            }
+                            cache_key = session.cache_key;
+                            session_token = session.access_token;
+                            principal = Some(p);
+                        }
+                    }
+                    Err(unavailable) if !public => return Outcome::Respond(unavailable),
+                    Err(_) => {}
+                }
             }
         }
 
         // 3. Authorize.
         match policy::evaluate(&route.access, principal.as_ref()) {
             Decision::Allow => {}
-            Decision::Unauthenticated => return Outcome::Respond(LocalResponse::unauthenticated(realm, None)),
+            Decision::Unauthenticated => {
+                let answer = self.browser.challenge(&req, host, &external, &path_and_query);
+                return Outcome::Respond(with_cookies(answer, &set_cookies));
+            }
             Decision::Forbidden(denial) => {
-                return Outcome::Respond(LocalResponse::insufficient(
-                    realm,
-                    &denial.required,
-                    &denial.reason,
-                    denial.scope_hint.as_deref(),
+                return Outcome::Respond(with_cookies(
+                    LocalResponse::insufficient(realm, &denial.required, &denial.reason, denial.scope_hint.as_deref()),
+                    &set_cookies,
                 ))
             }
         }
 
         // 4. Forward with identity.
-        self.forward(host_idx, host, &path, req.query, external, principal, token_hash)
+        let cookie = self.browser.upstream_cookie(req.headers, &external);
+        self.forward(host_idx, host, path_and_query, external, principal.map(|p| (p, cache_key)), set_cookies, session_token, cookie)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -226,11 +284,12 @@ impl App {
         &self,
         host_idx: usize,
         host: &HostConfig,
-        path: &str,
-        query: Option<&str>,
+        path_and_query: String,
         external: External,
-        principal: Option<Principal>,
-        cache_key: Option<[u8; 32]>,
+        principal: Option<(Principal, Option<[u8; 32]>)>,
+        set_cookies: Vec<String>,
+        session_token: Option<String>,
+        cookie: Option<Option<String>>,
     ) -> Outcome {
         let upstream = match &host.backend {
             Backend::Upstream { addr, .. } => *addr,
@@ -241,7 +300,7 @@ impl App {
         let mut identity = Vec::new();
         let mut auth = "anonymous";
         let mut subject = None;
-        if let Some(p) = &principal {
+        if let Some((p, cache_key)) = &principal {
             let mut key = cache_key.unwrap_or_else(|| Sha256::digest(p.subject.as_bytes()).into());
             // The assertion's audience is the host, so the same token on two hosts gets two assertions.
             let host_hash: [u8; 32] = Sha256::digest(host.name.as_bytes()).into();
@@ -250,6 +309,10 @@ impl App {
             }
             let assertion = match self.signer.sign_cached(&key, p, &host.name, now()) {
                 Ok(a) => a,
+                // Accepted within the clock-skew leeway but already past `exp`: the assertion would be born dead.
+                Err(crate::identity::AssertionError::Expired) => {
+                    return Outcome::Respond(LocalResponse::bad_token(&host.name, "invalid_token", "the token has expired"))
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "identity assertion could not be signed");
                     return Outcome::Respond(LocalResponse::json_error(
@@ -265,16 +328,15 @@ impl App {
                 &assertion,
                 &self.config.identity.header_prefix,
                 host.claim_headers,
-                None,
+                if host.forward_access_token { session_token.as_deref() } else { None },
             );
             auth = p.method.as_str();
             subject = Some(p.subject.clone());
         }
-        let authorization =
-            if host.forward_authorization { AuthorizationHeader::Keep } else { AuthorizationHeader::Drop };
-        let path_and_query = match query {
-            Some(q) => format!("{path}?{q}"),
-            None => path.to_string(),
+        let authorization = match (&session_token, host.forward_access_token) {
+            (Some(token), true) => AuthorizationHeader::Replace(format!("Bearer {token}")),
+            _ if host.forward_authorization => AuthorizationHeader::Keep,
+            _ => AuthorizationHeader::Drop,
         };
         Outcome::Forward(Box::new(Forward {
             host: host_idx,
@@ -282,8 +344,9 @@ impl App {
             path_and_query,
             identity,
             authorization,
+            cookie,
             external,
-            set_cookies: Vec::new(),
+            set_cookies,
             auth,
             subject,
         }))

@@ -212,6 +212,15 @@ impl ProxyHttp for Gateway {
                 upstream_request.insert_header("authorization", v.as_str())?;
             }
         }
+        match &forward.cookie {
+            None => {}
+            Some(None) => {
+                upstream_request.remove_header("cookie");
+            }
+            Some(Some(v)) => {
+                upstream_request.insert_header("cookie", v.as_str())?;
+            }
+        }
         let ext = &forward.external;
         upstream_request.insert_header("x-forwarded-for", ext.forwarded_for.as_str())?;
         upstream_request.insert_header("x-forwarded-proto", ext.scheme.as_str())?;

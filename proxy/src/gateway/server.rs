@@ -65,7 +65,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         None => AssertionSigner::generate(config.identity.assertion_issuer.clone(), config.identity.assertion_ttl)?,
     };
     let keys = KeyStore::new(&config.provider)?;
-    let app = Arc::new(App::new(config.clone(), keys.clone(), signer));
+    let app = Arc::new(App::new(config.clone(), keys.clone(), signer)?);
 
     let mut conf = ServerConf::default();
     conf.threads = config.server.threads.max(1);

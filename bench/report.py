@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Turn bench/run.sh's raw records into the markdown table and the target ratios.
+
+Usage: report.py RAW_TSV [SYSTEM ...]   (systems in display order; default: order of appearance)
+
+Raw records (tab-separated), written by run.sh:
+  point  ROUND SYSTEM RPS P50 P99 REQUESTS NON2XX SOCKET_ERRORS CPU_TICKS SECONDS EXPECT
+  mem    SYSTEM RSS_KB HWM_KB PROCESSES
+  skip   SYSTEM REASON
+Each figure in the table is the median over rounds of that figure (so the columns of one row may
+come from different rounds). CPU µs/request = (utime + stime of the system's processes during the
+point) / requests; CPU % = the same CPU time / the point's wall time (100 % = one core busy);
+req/s per core = 1e6 / CPU µs per request: what the system would serve with its one core saturated,
+the fair comparison when the load generator's side (wrk + upstream) is what limits req/s.
+"""
+
+import os
+import statistics
+import sys
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+DESCRIPTION = {
+    "upstream": "(a) upstream directly (nginx `return 200`)",
+    "nginx": "(b) nginx plain reverse proxy",
+    "bare-pingora": "(c) bare Pingora pass-through",
+    "apache-moa": "(d) Apache + mod_auth_openidc, Bearer",
+    "sidecar-bearer": "(e) sidecar, valid Bearer",
+    "sidecar-401": "(f) sidecar, no token (401)",
+    "sidecar-cookie": "(g) sidecar, session cookie (cookie store)",
+    "sidecar-redis": "(h) sidecar, session (Redis store)",
+    "apache-moa-cache": "(i) Apache + mod_auth_openidc, session (server cache)",
+    "apache-moa-cookie": "(i) Apache + mod_auth_openidc, session (client cookie)",
+}
+
+# (numerator, denominator, target, what the target says)
+RATIOS = [
+    ("sidecar-bearer", "bare-pingora", 0.9, "Bearer path vs bare Pingora"),
+    ("sidecar-bearer", "apache-moa", 5.0, "Bearer path vs Apache + mod_auth_openidc"),
+    ("sidecar-401", "bare-pingora", 1.0, "401 path vs bare Pingora"),
+    ("sidecar-cookie", "bare-pingora", 0.85, "cookie session vs bare Pingora"),
+    ("sidecar-cookie", "apache-moa-cache", 4.0, "cookie session vs mod_auth_openidc session (server cache)"),
+    ("sidecar-redis", "bare-pingora", 0.6, "Redis session vs bare Pingora"),
+]
+
+
+def to_ms(text: str) -> float:
+    """wrk prints latencies as 657.00us, 1.20ms, 1.01s, 2.00m."""
+    for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0), ("m", 60000.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    raise ValueError(f"unknown latency unit in {text!r}")
+
+
+def main() -> int:
+    if len(sys.argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    points: dict[str, list[dict]] = {}
+    mem: dict[str, tuple[int, int, int]] = {}
+    skips: dict[str, str] = {}
+    order: list[str] = list(sys.argv[2:])
+    with open(sys.argv[1]) as f:
+        for line in f:
+            fields = line.rstrip("\n").split("\t")
+            kind = fields[0]
+            if kind == "point":
+                _, rnd, system, rps, p50, p99, reqs, non2xx, sockerr, ticks, secs, expect = fields
+                reqs_n = int(reqs)
+                cpu_s = int(ticks) / CLK_TCK
+                points.setdefault(system, []).append({
+                    "rps": float(rps),
+                    "p50": to_ms(p50),
+                    "p99": to_ms(p99),
+                    "cpu_us": cpu_s * 1e6 / reqs_n if reqs_n else float("nan"),
+                    "cpu_pct": 100.0 * cpu_s / float(secs),
+                    # A point is clean when every answer had the expected class and no socket failed.
+                    "clean": int(sockerr) == 0 and (int(non2xx) == 0 if expect == "200" else int(non2xx) == reqs_n),
+                })
+            elif kind == "mem":
+                mem[fields[1]] = (int(fields[2]), int(fields[3]), int(fields[4]))
+            elif kind == "skip":
+                skips[fields[1]] = fields[2]
+            else:
+                continue
+            if fields[1 if kind != "point" else 2] not in order:
+                order.append(fields[1 if kind != "point" else 2])
+
+    med = {s: {k: statistics.median(p[k] for p in ps) for k in ("rps", "p50", "p99", "cpu_us", "cpu_pct")}
+           for s, ps in points.items()}
+
+    print("| system | req/s | p50 ms | p99 ms | CPU µs/req | CPU % of a core | req/s per core | RSS MB | peak RSS MB | rounds |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for s in order:
+        name = DESCRIPTION.get(s, s)
+        if s in med:
+            m = med[s]
+            rss, hwm, nproc = mem.get(s, (0, 0, 0))
+            rounds = len(points[s])
+            dirty = sum(1 for p in points[s] if not p["clean"])
+            note = f"{rounds}" + (f" ({dirty} with unexpected statuses or socket errors)" if dirty else "")
+            procs = f" ({nproc} processes)" if nproc > 1 else ""
+            print(f"| {name} | {m['rps']:,.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {m['cpu_us']:.1f} | "
+                  f"{m['cpu_pct']:.0f} | {1e6 / m['cpu_us']:,.0f} | {rss / 1024:.1f}{procs} | {hwm / 1024:.1f} | {note} |")
+        elif s in skips:
+            print(f"| {name} | skipped: {skips[s]} | | | | | | | | |")
+
+    print()
+    print("| ratio | req/s | req/s per core (CPU) | target |")
+    print("|---|---:|---:|---:|")
+    for num, den, target, what in RATIOS:
+        if num in med and den in med and med[den]["rps"] > 0:
+            r = med[num]["rps"] / med[den]["rps"]
+            c = med[den]["cpu_us"] / med[num]["cpu_us"]
+            verdict = "met" if r >= target else "not met"
+            print(f"| {what} ({num} / {den}) | {r:.2f}x | {c:.2f}x | >= {target}x ({verdict} on req/s) |")
+        else:
+            print(f"| {what} ({num} / {den}) | n/a | n/a | >= {target}x |")
+    if "sidecar-bearer" in med and "bare-pingora" in med:
+        extra = med["sidecar-bearer"]["cpu_us"] - med["bare-pingora"]["cpu_us"]
+        print(f"\nCPU the sidecar adds per Bearer request over bare Pingora: {extra:.1f} µs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+//! Reading `Cookie:` and writing `Set-Cookie:` (the `cookie` crate does the syntax; this module decides the
+//! attributes).
+//!
+//! Every cookie the sidecar sets is `HttpOnly` (no token ever reaches JavaScript), `Path=/` and, when the
+//! browser talks https to the ALB, `Secure`. The sidecar itself only sees plain http behind the ALB, so "secure"
+//! is decided by the host's configured external scheme, never by the connection.
+//!
+//! # `__Host-` and `__Secure-` names on plain http
+//! Browsers refuse a `__Host-`/`__Secure-` cookie that is not `Secure`, and a `Secure` cookie is never stored
+//! from, or sent to, an http origin. So on a host whose external scheme is http (a local demo), the prefix is
+//! dropped: `__Host-oidc_session` becomes `oidc_session`. [`CookieSettings::session_name`] and
+//! [`CookieSettings::login_prefix`] return the effective names, and everything here uses them.
+//!
+//! # `Domain`
+//! A configured `cookie_domain` is written only on names without the `__Host-` prefix (browsers drop a
+//! `__Host-` cookie that carries `Domain`; the config refuses that combination, this is the second line).
+
+use std::collections::HashMap;
+
+use cookie::time::Duration as CookieDuration;
+use cookie::{Cookie, SameSite};
+use http::header::{HeaderMap, COOKIE};
+
+use crate::config::SessionConfig;
+
+/// Browsers store at most about 4096 bytes of name + value per cookie; proxies and the ALB also dislike single
+/// header lines above 4 KiB. Every `Set-Cookie` line we write stays below this, attributes included.
+pub const MAX_SET_COOKIE_LINE: usize = 4095;
+/// mod_auth_openidc and oauth2-proxy chunk at 4000 bytes of name + value; we never exceed it either.
+pub const MAX_PAIR_BYTES: usize = 4000;
+
+const HOST_PREFIX: &str = "__Host-";
+const SECURE_PREFIX: &str = "__Secure-";
+/// Base name of the per-login cookies (see `pending`), before the `__Host-` prefix.
+const LOGIN_BASE: &str = "oidc_login_";
+
+/// One `Set-Cookie` header to send.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SetCookie {
+    /// The cookie's name (for tests and for de-duplicating).
+    pub name: String,
+    /// The full header value: `name=value; HttpOnly; ...`.
+    pub header: String,
+}
+
+impl SetCookie {
+    /// True when this header deletes the cookie (`Max-Age=0`).
+    pub fn is_removal(&self) -> bool {
+        self.header.contains("; Max-Age=0")
+    }
+}
+
+impl std::fmt::Debug for SetCookie {
+    // The header carries a sealed session: show only the name and whether it is a removal.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetCookie")
+            .field("name", &self.name)
+            .field("removal", &self.is_removal())
+            .finish()
+    }
+}
+
+/// The cookies of one request, by name. When a name appears twice (a host-only and a `Domain` cookie, or a
+/// path-specific one) the first wins: browsers send the most specific cookie first.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct CookieMap {
+    map: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for CookieMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.map.keys().collect();
+        names.sort();
+        f.debug_struct("CookieMap").field("names", &names).finish()
+    }
+}
+
+impl CookieMap {
+    /// Parses every `Cookie:` header of a request. Pairs that do not parse are skipped, never an error: a
+    /// client's junk cookie must not break its session.
+    pub fn from_headers(headers: &HeaderMap) -> CookieMap {
+        let mut out = CookieMap::default();
+        for value in headers.get_all(COOKIE) {
+            if let Ok(s) = value.to_str() {
+                out.add_header(s);
+            }
+        }
+        out
+    }
+
+    /// Parses one `Cookie:` header value.
+    pub fn parse(header: &str) -> CookieMap {
+        let mut out = CookieMap::default();
+        out.add_header(header);
+        out
+    }
+
+    fn add_header(&mut self, header: &str) {
+        for c in Cookie::split_parse(header).flatten() {
+            self.map
+                .entry(c.name().to_owned())
+                .or_insert_with(|| c.value().to_owned());
+        }
+    }
+
+    /// Inserts a cookie (tests, and callers that got cookies from elsewhere). An existing value is kept.
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.map.entry(name.into()).or_insert_with(|| value.into());
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.map.get(name).map(String::as_str)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
+    /// All names (unordered).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.map.keys().map(String::as_str)
+    }
+
+    /// Name/value pairs whose name starts with `prefix`.
+    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.map
+            .iter()
+            .filter(move |(n, _)| n.starts_with(prefix))
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// How this sidecar names and flags its cookies on one kind of host (https or http).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieSettings {
+    secure: bool,
+    session_name: String,
+    login_prefix: String,
+    domain: Option<String>,
+}
+
+impl CookieSettings {
+    /// Settings for a host whose external scheme is https (`secure = true`) or http.
+    pub fn new(cfg: &SessionConfig, secure: bool) -> CookieSettings {
+        let session_name = effective_name(&cfg.cookie_name, secure);
+        let login_prefix = effective_name(&format!("{HOST_PREFIX}{LOGIN_BASE}"), secure);
+        let domain = if session_name.starts_with(HOST_PREFIX) {
+            None
+        } else {
+            cfg.cookie_domain.clone()
+        };
+        CookieSettings {
+            secure,
+            session_name,
+            login_prefix,
+            domain,
+        }
+    }
+
+    pub fn secure(&self) -> bool {
+        self.secure
+    }
+
+    /// The session cookie's name as sent to this kind of host (prefix dropped on http).
+    pub fn session_name(&self) -> &str {
+        &self.session_name
+    }
+
+    /// Prefix of the per-login cookies (`__Host-oidc_login_` on https).
+    pub fn login_prefix(&self) -> &str {
+        &self.login_prefix
+    }
+
+    /// True for every cookie this sidecar owns (session, its chunks, pending logins): these are never forwarded
+    /// to the upstream.
+    pub fn is_own_cookie(&self, name: &str) -> bool {
+        if name.starts_with(&self.login_prefix) {
+            return true;
+        }
+        super::chunk::is_part_of(&self.session_name, name)
+    }
+
+    /// A `Cookie:` header value without this sidecar's cookies, or `None` when nothing is left (drop the
+    /// header). Pairs that do not parse are passed through untouched: they are the app's business.
+    pub fn strip_own_cookies(&self, header: &str) -> Option<String> {
+        let kept: Vec<&str> = header
+            .split(';')
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty())
+            .filter(|pair| {
+                let name = pair.split_once('=').map_or(*pair, |(n, _)| n).trim();
+                !self.is_own_cookie(name)
+            })
+            .collect();
+        if kept.is_empty() {
+            None
+        } else {
+            Some(kept.join("; "))
+        }
+    }
+
+    /// Length of the attributes [`CookieSettings::set`] appends, for the longest `Max-Age` we write.
+    pub fn attributes_len(&self) -> usize {
+        self.set("x", "", SameSite::None, i64::from(u32::MAX)).header.len() - "x=".len()
+    }
+
+    /// Largest name + value that keeps a `Set-Cookie` line under [`MAX_SET_COOKIE_LINE`] and the pair under
+    /// [`MAX_PAIR_BYTES`].
+    pub fn max_pair_bytes(&self) -> usize {
+        MAX_PAIR_BYTES.min(MAX_SET_COOKIE_LINE.saturating_sub(self.attributes_len()))
+    }
+
+    /// `name=value; HttpOnly; [Secure;] SameSite=..; Path=/; Max-Age=..; [Domain=..]`. `SameSite=None` is only
+    /// valid with `Secure`; on an http host it is written as `Lax`.
+    pub fn set(&self, name: &str, value: &str, same_site: SameSite, max_age_secs: i64) -> SetCookie {
+        let same_site = if same_site == SameSite::None && !self.secure {
+            SameSite::Lax
+        } else {
+            same_site
+        };
+        let mut b = Cookie::build((name.to_owned(), value.to_owned()))
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(same_site)
+            .path("/")
+            .max_age(CookieDuration::seconds(max_age_secs.max(0)));
+        if let Some(d) = &self.domain {
+            if !name.starts_with(HOST_PREFIX) {
+                b = b.domain(d.clone());
+            }
+        }
+        SetCookie {
+            name: name.to_owned(),
+            header: b.build().to_string(),
+        }
+    }
+
+    /// A session-kind cookie: `SameSite=Lax`.
+    pub fn set_lax(&self, name: &str, value: &str, max_age_secs: i64) -> SetCookie {
+        self.set(name, value, SameSite::Lax, max_age_secs)
+    }
+
+    /// Deletes a cookie: same name, path and domain, empty value, `Max-Age=0`.
+    pub fn expire(&self, name: &str) -> SetCookie {
+        self.set(name, "", SameSite::Lax, 0)
+    }
+}
+
+/// The name browsers will accept on this kind of host: `__Host-`/`__Secure-` dropped when not secure.
+fn effective_name(configured: &str, secure: bool) -> String {
+    if secure {
+        return configured.to_owned();
+    }
+    configured
+        .strip_prefix(HOST_PREFIX)
+        .or_else(|| configured.strip_prefix(SECURE_PREFIX))
+        .unwrap_or(configured)
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::seal::tests::session_config;
+    use http::HeaderValue;
+
+    #[test]
+    fn parses_multiple_headers_first_wins_and_skips_junk() {
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("a=1; b=2; junk; c=x=y"));
+        h.append(COOKIE, HeaderValue::from_static("a=3; d=4"));
+        let m = CookieMap::from_headers(&h);
+        assert_eq!(m.get("a"), Some("1"));
+        assert_eq!(m.get("b"), Some("2"));
+        assert_eq!(m.get("c"), Some("x=y"));
+        assert_eq!(m.get("d"), Some("4"));
+        assert!(!m.contains("junk"));
+    }
+
+    #[test]
+    fn https_cookie_has_all_flags() {
+        let s = CookieSettings::new(&session_config(vec![]), true);
+        assert_eq!(s.session_name(), "__Host-oidc_session");
+        let c = s.set_lax(s.session_name(), "v", 3600);
+        assert_eq!(
+            c.header,
+            "__Host-oidc_session=v; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=3600"
+        );
+        assert!(!c.is_removal());
+        assert!(s.expire("x").is_removal());
+    }
+
+    #[test]
+    fn http_drops_host_prefix_and_secure() {
+        let s = CookieSettings::new(&session_config(vec![]), false);
+        assert_eq!(s.session_name(), "oidc_session");
+        assert_eq!(s.login_prefix(), "oidc_login_");
+        let c = s.set(s.session_name(), "v", SameSite::None, 10);
+        assert!(!c.header.contains("Secure"), "{}", c.header);
+        assert!(c.header.contains("SameSite=Lax"), "{}", c.header);
+    }
+
+    #[test]
+    fn domain_only_without_host_prefix() {
+        let mut cfg = session_config(vec![]);
+        cfg.cookie_domain = Some("example.com".into());
+        let https = CookieSettings::new(&cfg, true);
+        assert!(!https.set_lax(https.session_name(), "v", 1).header.contains("Domain"));
+        cfg.cookie_name = "oidc_session".into();
+        let shared = CookieSettings::new(&cfg, true);
+        assert!(shared
+            .set_lax("oidc_session", "v", 1)
+            .header
+            .contains("; Domain=example.com"));
+        // Login cookies keep __Host- and therefore never get a Domain.
+        let login = format!("{}abc", shared.login_prefix());
+        assert!(!shared.set_lax(&login, "v", 1).header.contains("Domain"));
+    }
+
+    #[test]
+    fn own_cookies_recognised_and_stripped() {
+        let s = CookieSettings::new(&session_config(vec![]), true);
+        assert!(s.is_own_cookie("__Host-oidc_session"));
+        assert!(s.is_own_cookie("__Host-oidc_session.0"));
+        assert!(s.is_own_cookie("__Host-oidc_session.12"));
+        assert!(s.is_own_cookie("__Host-oidc_login_abcdefgh"));
+        assert!(!s.is_own_cookie("__Host-oidc_session.x"));
+        assert!(!s.is_own_cookie("__Host-oidc_sessionx"));
+        assert!(!s.is_own_cookie("app"));
+        assert_eq!(
+            s.strip_own_cookies("app=1; __Host-oidc_session.0=aaa; __Host-oidc_session.1=bbb;theme=dark")
+                .as_deref(),
+            Some("app=1; theme=dark")
+        );
+        assert_eq!(
+            s.strip_own_cookies("__Host-oidc_session=a; __Host-oidc_login_x=b"),
+            None
+        );
+    }
+
+    #[test]
+    fn max_pair_keeps_line_under_limit() {
+        let mut cfg = session_config(vec![]);
+        cfg.cookie_name = "s".into();
+        cfg.cookie_domain = Some(format!("{}.example.com", "a".repeat(200)));
+        let s = CookieSettings::new(&cfg, true);
+        let max = s.max_pair_bytes();
+        assert!(max <= MAX_PAIR_BYTES);
+        let value = "v".repeat(max - 2);
+        let line = s
+            .set(&format!("s{}", ""), &value, SameSite::None, i64::from(u32::MAX))
+            .header;
+        assert!(line.len() <= MAX_SET_COOKIE_LINE, "{}", line.len());
+    }
+}

@@ -1,0 +1,385 @@
+//! The Bearer path end to end, over real sockets: the `oidc-sidecar` binary in front of the testkit's OpenID
+//! provider and an echo upstream.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use jsonwebtoken::{decode, decode_header, jwk::JwkSet, DecodingKey, Validation};
+use oidc_testkit::{now, unsigned_token, TestProvider};
+use serde_json::{json, Value};
+
+const HOST: &str = "api.test";
+
+async fn setup() -> (TestProvider, EchoUpstream, Sidecar) {
+    let provider = TestProvider::start().await;
+    let upstream = EchoUpstream::start().await.expect("upstream");
+    let sidecar = Sidecar::start(&api_config(&provider, &upstream.url(), "")).await;
+    (provider, upstream, sidecar)
+}
+
+fn www_authenticate(r: &reqwest::Response) -> String {
+    r.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+}
+
+async fn get(s: &Sidecar, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut req = client().get(s.url(path)).header("host", HOST);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.expect("request")
+}
+
+/// Expects a 401 `invalid_token` whose description contains `needle`, in the header and the JSON body.
+async fn expect_invalid(s: &Sidecar, token: &str, needle: &str) {
+    let r = get(s, "/items", Some(token)).await;
+    assert_eq!(r.status(), 401, "token should be refused for {needle}");
+    let challenge = www_authenticate(&r);
+    assert!(challenge.starts_with("Bearer realm=\"api.test\""), "{challenge}");
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    assert!(challenge.to_lowercase().contains(&needle.to_lowercase()), "challenge {challenge:?} lacks {needle:?}");
+    let body: Value = r.json().await.expect("json body");
+    assert_eq!(body["error"], "invalid_token");
+    assert!(body["error_description"].as_str().unwrap_or_default().to_lowercase().contains(&needle.to_lowercase()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_token_reaches_upstream_with_verifiable_identity() {
+    let (provider, upstream, sidecar) = setup().await;
+    let token = provider.sign(provider.default_claims());
+
+    let r = client()
+        .get(sidecar.url("/items?x=1"))
+        .header("host", HOST)
+        .bearer_auth(&token)
+        .header("X-Auth-Subject", "spoofed-admin")
+        .header("x-auth-roles", "Admin")
+        .header("OIDC_CLAIM_roles", "Admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let echo = echo_of(r).await;
+    assert_eq!(echo.path, "/items?x=1");
+    assert_eq!(echo.header("x-auth-subject"), Some(oidc_testkit::TEST_OID));
+    assert_eq!(echo.headers["x-auth-subject"].len(), 1, "spoofed value must be gone, not appended");
+    assert_eq!(echo.header("x-auth-roles"), Some("Reader"));
+    assert!(echo.header("oidc_claim_roles").is_none());
+    assert_eq!(echo.header("x-auth-scopes"), Some("user.read"));
+    assert_eq!(echo.header("x-auth-tenant"), Some(provider.tenant().as_str()));
+    assert_eq!(echo.header("x-auth-method"), Some("bearer"));
+    assert_eq!(echo.header("x-auth-name"), Some("Test User"));
+    assert_eq!(echo.header("x-auth-email"), Some("test.user@example.com"));
+    assert_eq!(echo.header("authorization"), Some(format!("Bearer {token}").as_str()));
+    assert_eq!(echo.header("x-forwarded-proto"), Some("http"));
+
+    // The assertion verifies against the admin listener's JWKS, and only with the right audience.
+    let assertion = echo.header("x-auth-assertion").expect("assertion").to_string();
+    let jwks: JwkSet = client().get(sidecar.admin_url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let header = decode_header(&assertion).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+    let jwk = jwks.find(header.kid.as_deref().expect("kid")).expect("kid in admin JWKS");
+    let key = DecodingKey::from_jwk(jwk).unwrap();
+    let mut v = Validation::new(jsonwebtoken::Algorithm::ES256);
+    v.set_audience(&[HOST]);
+    v.set_issuer(&["oidc-sidecar"]);
+    let claims = decode::<Value>(&assertion, &key, &v).expect("assertion verifies").claims;
+    assert_eq!(claims["sub"], oidc_testkit::TEST_OID);
+    assert_eq!(claims["roles"], json!(["Reader"]));
+    let mut wrong = Validation::new(jsonwebtoken::Algorithm::ES256);
+    wrong.set_audience(&["other.host"]);
+    assert!(decode::<Value>(&assertion, &key, &wrong).is_err());
+
+    // Seen again: the same assertion comes from the cache (no new signature).
+    let r2 = get(&sidecar, "/items", Some(&token)).await;
+    let echo2 = echo_of(r2).await;
+    assert_eq!(echo2.header("x-auth-assertion"), Some(assertion.as_str()));
+    assert_eq!(upstream.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_name_their_reason() {
+    let (provider, _upstream, sidecar) = setup().await;
+    let base = provider.default_claims();
+
+    // No token: 401 with only the realm.
+    let r = get(&sidecar, "/items", None).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(www_authenticate(&r), "Bearer realm=\"api.test\"");
+
+    let mut c = base.clone();
+    c["exp"] = json!(now() - 300);
+    expect_invalid(&sidecar, &provider.sign(c), "expired").await;
+
+    let mut c = base.clone();
+    c["aud"] = json!("api://someone-else");
+    expect_invalid(&sidecar, &provider.sign(c), "api://someone-else").await;
+
+    let mut c = base.clone();
+    c["aud"] = json!(["api://a", "api://b"]);
+    expect_invalid(&sidecar, &provider.sign(c), "audience").await;
+
+    let mut c = base.clone();
+    c["iss"] = json!("https://evil.example/v2.0");
+    expect_invalid(&sidecar, &provider.sign(c), "issuer").await;
+
+    let mut c = base.clone();
+    c["tid"] = json!("00000000-0000-0000-0000-00000000dead");
+    expect_invalid(&sidecar, &provider.sign(c), "tenant").await;
+
+    let mut c = base.clone();
+    c["nbf"] = json!(now() + 3600);
+    expect_invalid(&sidecar, &provider.sign(c), "not").await;
+
+    expect_invalid(&sidecar, &unsigned_token("none", &base), "none").await;
+    expect_invalid(&sidecar, &provider.sign_with_header(json!({"alg":"RS256","kid":"no-such-kid","typ":"JWT"}), base.clone()), "no-such-kid").await;
+    expect_invalid(
+        &sidecar,
+        &provider.sign_with_header(json!({"alg":"RS256","kid":provider.current_kid(),"jku":"https://evil.example/jwks"}), base.clone()),
+        "jku",
+    )
+    .await;
+
+    // A Microsoft Graph token: says so, and which audience to ask for.
+    let mut c = base.clone();
+    c["aud"] = json!("00000003-0000-0000-c000-000000000000");
+    let graph = provider.sign_with_header(json!({"alg":"RS256","kid":provider.current_kid(),"nonce":"abc"}), c);
+    let r = get(&sidecar, "/items", Some(&graph)).await;
+    assert_eq!(r.status(), 401);
+    let challenge = www_authenticate(&r);
+    assert!(challenge.contains("Graph"), "{challenge}");
+    assert!(challenge.contains(&provider.audience()), "{challenge}");
+
+    // Tampered signature.
+    let good = provider.sign(base.clone());
+    let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
+    let mut payload: Value = serde_json::from_slice(&base64_decode(&parts[1])).unwrap();
+    payload["roles"] = json!(["Admin"]);
+    parts[1] = base64_encode(&serde_json::to_vec(&payload).unwrap());
+    expect_invalid(&sidecar, &parts.join("."), "signature").await;
+
+    // Two Authorization headers; a token in the query string.
+    let r = client()
+        .get(sidecar.url("/items"))
+        .header("host", HOST)
+        .header("authorization", format!("Bearer {good}"))
+        .header("authorization", format!("Bearer {good}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(www_authenticate(&r).contains("invalid_request"));
+    let r = get(&sidecar, &format!("/items?access_token={good}"), None).await;
+    assert_eq!(r.status(), 401);
+    assert!(www_authenticate(&r).contains("query string"));
+
+    // Valid token, missing claims: 403 insufficient_scope naming what is required.
+    let r = get(&sidecar, "/admin/users", Some(&good)).await;
+    assert_eq!(r.status(), 403);
+    let challenge = www_authenticate(&r);
+    assert!(challenge.contains("insufficient_scope") && challenge.contains("Admin"), "{challenge}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "insufficient_scope");
+
+    let mut c = base.clone();
+    c["scp"] = json!("other.scope");
+    let r = get(&sidecar, "/items", Some(&provider.sign(c))).await;
+    assert_eq!(r.status(), 403);
+    assert!(www_authenticate(&r).contains("scope=\"user.read\""), "{}", www_authenticate(&r));
+
+    // Group overage on a group route: refused, and the reason says why.
+    let mut c = base.clone();
+    c["_claim_names"] = json!({"groups": "src1"});
+    c["_claim_sources"] = json!({"src1": {"endpoint": "https://graph.microsoft.com/v1.0/users/x/getMemberObjects"}});
+    let r = get(&sidecar, "/groups/x", Some(&provider.sign(c))).await;
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error_description"].as_str().unwrap().contains("overage"), "{body}");
+
+    // The right role passes.
+    let mut c = base.clone();
+    c["roles"] = json!(["Admin"]);
+    assert_eq!(get(&sidecar, "/admin/users", Some(&provider.sign(c))).await.status(), 200);
+
+    // No token in the logs, ever.
+    let logs = sidecar.logs();
+    assert!(!logs.contains(&good), "a token was logged");
+    assert!(logs.contains("\"decision\""), "access log lines are JSON with a decision: {logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_is_fail_closed_and_path_spellings_cannot_bypass_rules() {
+    let (provider, upstream, sidecar) = setup().await;
+    let reader = provider.sign(provider.default_claims());
+
+    // Public route: no token needed, and spoofed identity never arrives.
+    let r = client()
+        .get(sidecar.url("/public/info"))
+        .header("host", HOST)
+        .header("X-Auth-Subject", "admin")
+        .header("X-AUTH-ROLES", "Admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let echo = echo_of(r).await;
+    assert!(echo.headers.keys().all(|k| !k.starts_with("x-auth-")), "{:?}", echo.headers);
+
+    // Spellings that would reach /admin/ through the public prefix are judged as /admin/.
+    for path in ["/public/../admin/users", "/public/%2e%2e/admin/users", "//admin/users", "/public/./../admin/users"] {
+        let r = get(&sidecar, path, Some(&reader)).await;
+        assert_eq!(r.status(), 403, "{path} must be judged by the /admin/ rule");
+    }
+    for path in ["/public%2f..%2fadmin/users", "/public/..%5cadmin"] {
+        let r = get(&sidecar, path, Some(&reader)).await;
+        assert_eq!(r.status(), 400, "{path} must be refused");
+    }
+    // A raw backslash (an HTTP client library would rewrite it, so over a plain socket).
+    assert_eq!(raw_status(sidecar.port, "/public\\..\\admin/users", &reader).await, 400);
+    // Nothing of the above reached the upstream.
+    assert_eq!(upstream.requests().len(), 1);
+
+    // The upstream sees the normalized path.
+    let r = get(&sidecar, "/public//a/./b/../c", None).await;
+    assert_eq!(echo_of(r).await.path, "/public/a/c");
+
+    // Unknown host: denied. Health: any host.
+    let r = client().get(sidecar.url("/items")).header("host", "other.test").bearer_auth(&reader).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = client().get(sidecar.url("/healthz")).header("host", "10.0.3.17").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotation_is_picked_up_by_refetch() {
+    let (provider, _upstream, sidecar) = setup().await;
+    let old = provider.sign(provider.default_claims());
+    assert_eq!(get(&sidecar, "/items", Some(&old)).await.status(), 200);
+    let fetches = provider.jwks_fetch_count();
+
+    let new_kid = provider.rotate_key();
+    let fresh = provider.sign(provider.default_claims());
+    assert_eq!(decode_header(&fresh).unwrap().kid.as_deref(), Some(new_kid.as_str()));
+    assert_eq!(get(&sidecar, "/items", Some(&fresh)).await.status(), 200, "new kid → refetch → 200");
+    assert!(provider.jwks_fetch_count() > fetches);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_down_at_start_then_up_and_down_later() {
+    let provider = TestProvider::start().await;
+    provider.set_down(true);
+    let upstream = EchoUpstream::start().await.unwrap();
+    let sidecar = Sidecar::start(&api_config(&provider, &upstream.url(), "")).await;
+    let token = provider.sign(provider.default_claims());
+
+    // Starts anyway: public routes work, protected ones answer 503 with the reason.
+    assert_eq!(get(&sidecar, "/public/x", None).await.status(), 200);
+    let r = get(&sidecar, "/items", Some(&token)).await;
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error_description"].as_str().unwrap().contains("cannot verify tokens yet"), "{body}");
+
+    // Provider back: keys load (retry with backoff) and the token passes.
+    provider.set_down(false);
+    let mut status = 0;
+    for _ in 0..100 {
+        status = get(&sidecar, "/items", Some(&token)).await.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, 200, "keys never loaded after the provider came back");
+
+    // Down again later: the cached keys keep serving (a fresh token, so no verified-token cache hit).
+    provider.set_down(true);
+    let mut c = provider.default_claims();
+    c["jti"] = json!("another");
+    assert_eq!(get(&sidecar, "/items", Some(&provider.sign(c))).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_refused_is_502_and_timeout_is_504() {
+    let provider = TestProvider::start().await;
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let sidecar = Sidecar::start(&api_config(&provider, &dead, "")).await;
+    let r = get(&sidecar, "/public/x", None).await;
+    assert_eq!(r.status(), 502);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "bad_gateway");
+
+    let upstream = EchoUpstream::start().await.unwrap();
+    let sidecar = Sidecar::start(&api_config(&provider, &upstream.url(), "")).await;
+    let r = get(&sidecar, "/public/slow/4000", None).await;
+    assert_eq!(r.status(), 504);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "upstream_timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_loses_no_request() {
+    let provider = TestProvider::start().await;
+    let upstream = EchoUpstream::start().await.unwrap();
+    let mut sidecar = Sidecar::start(&api_config(&provider, &upstream.url(), "")).await;
+    let token = provider.sign(provider.default_claims());
+
+    let mut inflight = Vec::new();
+    for i in 0..20 {
+        let url = sidecar.url(&format!("/slow/1500?i={i}"));
+        let token = token.clone();
+        inflight.push(tokio::spawn(async move {
+            client().get(url).header("host", HOST).bearer_auth(token).send().await.map(|r| r.status().as_u16())
+        }));
+    }
+    // Let every request reach the upstream, then ask the sidecar to stop.
+    for _ in 0..100 {
+        if upstream.requests().len() >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(upstream.requests().len(), 20);
+    sidecar.sigterm();
+    for h in inflight {
+        assert_eq!(h.await.unwrap().expect("in-flight request completed"), 200);
+    }
+    let status = sidecar.wait_exit(Duration::from_secs(15)).await.expect("exited within grace + timeout");
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_and_verifications() {
+    let (provider, _upstream, sidecar) = setup().await;
+    let token = provider.sign(provider.default_claims());
+    assert_eq!(get(&sidecar, "/items", Some(&token)).await.status(), 200);
+    assert_eq!(get(&sidecar, "/items", None).await.status(), 401);
+    let text = client().get(sidecar.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("oidc_sidecar_requests_total{decision=\"allow\",host=\"api.test\",status=\"200\"}"), "{text}");
+    assert!(text.contains("decision=\"unauthenticated\""), "{text}");
+    assert!(text.contains("oidc_sidecar_token_verifications_total"), "{text}");
+    assert!(text.contains("oidc_sidecar_jwks_fetches_total{result=\"ok\"}"), "{text}");
+    assert!(text.contains("oidc_sidecar_request_duration_seconds_bucket"), "{text}");
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap()
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Sends one request with the path exactly as given and returns the status code.
+async fn raw_status(port: u16, path: &str, token: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
