@@ -7,6 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use oidc_sidecar::config;
 
+/// mimalloc: the proxy allocates many small, short-lived buffers per request; glibc malloc showed as the largest
+/// single cost in profiles (docs/benchmarks.md). The bare-Pingora baseline uses the same allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DEFAULT_CONFIG: &str = "/etc/oidc-sidecar/config.toml";
 
 #[derive(Parser)]

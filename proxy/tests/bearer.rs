@@ -354,7 +354,15 @@ async fn metrics_count_requests_and_verifications() {
     let token = provider.sign(provider.default_claims());
     assert_eq!(get(&sidecar, "/items", Some(&token)).await.status(), 200);
     assert_eq!(get(&sidecar, "/items", None).await.status(), 401);
-    let text = client().get(sidecar.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    // Metrics are recorded in the logging phase, just after the answer is written: poll until both requests show.
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = client().get(sidecar.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+        if text.contains("decision=\"unauthenticated\"") && text.contains("decision=\"allow\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(text.contains("oidc_sidecar_requests_total{decision=\"allow\",host=\"api.test\",status=\"200\"}"), "{text}");
     assert!(text.contains("decision=\"unauthenticated\""), "{text}");
     assert!(text.contains("oidc_sidecar_token_verifications_total"), "{text}");

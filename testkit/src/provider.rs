@@ -8,6 +8,7 @@
 //! The server answers one request per connection (`Connection: close`): simple, and every fetch the sidecar makes
 //! is a real new connection, which is what its timeouts and retries must cope with.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -30,6 +31,8 @@ pub const TEST_AUDIENCE: &str = "api://oidc-sidecar-test";
 pub const TEST_CLIENT_ID: &str = "00000000-aaaa-bbbb-cccc-000000000001";
 /// `oid` of the default user.
 pub const TEST_OID: &str = "99999999-8888-7777-6666-555555555555";
+/// Default client secret checked by the `authorization_code` and `refresh_token` grants (basic or post).
+pub const TEST_CLIENT_SECRET: &str = "test-client-secret";
 
 const RSA_PEMS: [&str; 3] = [
     include_str!("keys/rsa1.pem"),
@@ -96,6 +99,10 @@ pub struct ProviderOptions {
     pub publish_ec: bool,
     /// Lifetime of issued tokens, seconds.
     pub token_lifetime: i64,
+    /// Number of `groups` (object ids) in the signed-in user's ID and access tokens (0 = no claim).
+    pub groups: usize,
+    /// Secret the code and refresh grants require (client_secret_basic or client_secret_post).
+    pub client_secret: String,
 }
 
 impl Default for ProviderOptions {
@@ -109,6 +116,8 @@ impl Default for ProviderOptions {
             roles: vec!["Reader".to_string()],
             publish_ec: true,
             token_lifetime: 3600,
+            groups: 0,
+            client_secret: TEST_CLIENT_SECRET.to_string(),
         }
     }
 }
@@ -125,6 +134,31 @@ struct State {
     down: bool,
     hang_up: bool,
     cache_control: Option<String>,
+    /// Authorization codes issued by `/authorize` and not yet redeemed.
+    codes: HashMap<String, CodeGrant>,
+    /// Live refresh tokens (rotated on every use).
+    refresh_tokens: HashMap<String, String>,
+    /// `/authorize` answers with this error instead of a code.
+    authorize_error: Option<String>,
+    /// Refresh grants answer `invalid_grant`.
+    refresh_fails: bool,
+    /// Query of the last end-session request.
+    last_end_session: Option<String>,
+    /// Counter for codes, refresh tokens and provider session ids.
+    serial: u64,
+    /// Provider session id (`sid`) of the last sign-in.
+    last_sid: Option<String>,
+}
+
+/// What `/authorize` remembered for the token endpoint.
+#[derive(Clone)]
+struct CodeGrant {
+    client_id: String,
+    redirect_uri: String,
+    challenge: String,
+    nonce: Option<String>,
+    /// Provider session id (`sid` claim).
+    sid: String,
 }
 
 struct Shared {
@@ -132,6 +166,9 @@ struct Shared {
     jwks_fetches: AtomicUsize,
     discovery_fetches: AtomicUsize,
     token_requests: AtomicUsize,
+    code_grants: AtomicUsize,
+    refresh_grants: AtomicUsize,
+    end_sessions: AtomicUsize,
 }
 
 /// A running test provider; stops serving when dropped.
@@ -201,10 +238,20 @@ impl TestProvider {
                 down: false,
                 hang_up: false,
                 cache_control: None,
+                codes: HashMap::new(),
+                refresh_tokens: HashMap::new(),
+                authorize_error: None,
+                refresh_fails: false,
+                last_end_session: None,
+                serial: 0,
+                last_sid: None,
             }),
             jwks_fetches: AtomicUsize::new(0),
             discovery_fetches: AtomicUsize::new(0),
             token_requests: AtomicUsize::new(0),
+            code_grants: AtomicUsize::new(0),
+            refresh_grants: AtomicUsize::new(0),
+            end_sessions: AtomicUsize::new(0),
         });
         let s = shared.clone();
         let task = tokio::spawn(async move {
@@ -368,6 +415,46 @@ impl TestProvider {
         self.shared.token_requests.load(Ordering::SeqCst)
     }
 
+    /// Successful `authorization_code` grants.
+    pub fn code_grant_count(&self) -> usize {
+        self.shared.code_grants.load(Ordering::SeqCst)
+    }
+
+    /// Successful `refresh_token` grants.
+    pub fn refresh_grant_count(&self) -> usize {
+        self.shared.refresh_grants.load(Ordering::SeqCst)
+    }
+
+    /// Requests to the end-session endpoint (`/logout`).
+    pub fn end_session_count(&self) -> usize {
+        self.shared.end_sessions.load(Ordering::SeqCst)
+    }
+
+    /// The query string of the last end-session request.
+    pub fn last_end_session(&self) -> Option<String> {
+        self.shared.state.lock().last_end_session.clone()
+    }
+
+    /// `Some(error)`: `/authorize` redirects back with `error=<error>` (e.g. `access_denied`) instead of a code.
+    pub fn set_authorize_error(&self, error: Option<&str>) {
+        self.shared.state.lock().authorize_error = error.map(str::to_string);
+    }
+
+    /// `true`: refresh grants are refused with `invalid_grant` (revoked refresh token).
+    pub fn set_refresh_fails(&self, fails: bool) {
+        self.shared.state.lock().refresh_fails = fails;
+    }
+
+    /// The provider session id (`sid` claim) of the last sign-in, as a front-channel logout would name it.
+    pub fn last_sid(&self) -> Option<String> {
+        self.shared.state.lock().last_sid.clone()
+    }
+
+    /// The group object ids the signed-in user's tokens carry.
+    pub fn user_groups(&self) -> Vec<String> {
+        user_groups(self.shared.state.lock().opts.groups)
+    }
+
     /// The JWKS as currently served.
     pub fn jwks(&self) -> Value {
         jwks_of(&self.shared.state.lock())
@@ -455,6 +542,8 @@ fn discovery_of(st: &State) -> Value {
 struct Request {
     method: String,
     path: String,
+    /// `Authorization` header, for client authentication at `/token`.
+    authorization: Option<String>,
     body: Vec<u8>,
 }
 
@@ -480,10 +569,14 @@ async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<Request>
     let method = first.next().unwrap_or_default().to_string();
     let path = first.next().unwrap_or_default().to_string();
     let mut content_length = 0usize;
+    let mut authorization = None;
     for line in lines {
         if let Some((name, value)) = line.split_once(':') {
             if name.trim().eq_ignore_ascii_case("content-length") {
                 content_length = value.trim().parse().unwrap_or(0);
+            }
+            if name.trim().eq_ignore_ascii_case("authorization") {
+                authorization = Some(value.trim().to_string());
             }
         }
     }
@@ -495,7 +588,7 @@ async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<Request>
         }
         body.extend_from_slice(&chunk[..n]);
     }
-    Ok(Some(Request { method, path, body }))
+    Ok(Some(Request { method, path, authorization, body }))
 }
 
 async fn respond(
@@ -507,7 +600,9 @@ async fn respond(
 ) -> std::io::Result<()> {
     let reason = match status {
         200 => "OK",
+        302 => "Found",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
         503 => "Service Unavailable",
@@ -594,7 +689,13 @@ async fn handle(mut stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<(
                 return respond(&mut stream, 405, "application/json", &[], br#"{"error":"invalid_request"}"#).await;
             }
             shared.token_requests.fetch_add(1, Ordering::SeqCst);
-            if form_value(&req.body, "grant_type").as_deref() != Some("client_credentials") {
+            let grant = form_value(&req.body, "grant_type");
+            if matches!(grant.as_deref(), Some("authorization_code") | Some("refresh_token")) {
+                let (status, body) = user_grant(&shared, &req);
+                return respond(&mut stream, status, "application/json", &[("Cache-Control", "no-store".into())], body.to_string().as_bytes())
+                    .await;
+            }
+            if grant.as_deref() != Some("client_credentials") {
                 return respond(&mut stream, 400, "application/json", &[], br#"{"error":"unsupported_grant_type"}"#)
                     .await;
             }
@@ -604,8 +705,183 @@ async fn handle(mut stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<(
             respond(&mut stream, 200, "application/json", &[("Cache-Control", "no-store".into())], body.as_bytes())
                 .await
         }
+        "/authorize" => {
+            let query = req.path.split_once('?').map(|(_, q)| q).unwrap_or_default();
+            match authorize(&shared, query) {
+                Ok(location) => respond(&mut stream, 302, "text/plain", &[("Location", location)], b"").await,
+                Err(why) => respond(&mut stream, 400, "text/plain", &[], why.as_bytes()).await,
+            }
+        }
+        "/logout" => {
+            shared.end_sessions.fetch_add(1, Ordering::SeqCst);
+            let query = req.path.split_once('?').map(|(_, q)| q.to_string()).unwrap_or_default();
+            let back = query_value(&query, "post_logout_redirect_uri");
+            shared.state.lock().last_end_session = Some(query);
+            match back {
+                Some(back) => respond(&mut stream, 302, "text/plain", &[("Location", back)], b"").await,
+                None => respond(&mut stream, 200, "text/html", &[], b"<p id=\"signed-out\">signed out</p>").await,
+            }
+        }
         _ => respond(&mut stream, 404, "application/json", &[], br#"{"error":"not_found"}"#).await,
     }
+}
+
+// === the code flow: /authorize (auto-approve) and the user grants at /token ===
+
+fn query_value(query: &str, key: &str) -> Option<String> {
+    form_value(query.as_bytes(), key)
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters kept).
+fn encode(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn user_groups(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("aaaaaaaa-0000-0000-0000-{:012}", i + 1)).collect()
+}
+
+/// Auto-approves a sign-in: checks the request like a real provider would (client, PKCE S256) and redirects back
+/// with a one-time code and the `state`, or with `error=` when set so.
+fn authorize(shared: &Shared, query: &str) -> Result<String, String> {
+    let q = |k: &str| query_value(query, k);
+    let redirect_uri = q("redirect_uri").ok_or("redirect_uri is required")?;
+    if !(redirect_uri.starts_with("http://") || redirect_uri.starts_with("https://")) {
+        return Err("redirect_uri must be absolute".into());
+    }
+    let client_id = q("client_id").ok_or("client_id is required")?;
+    let state = q("state").unwrap_or_default();
+    let sep = if redirect_uri.contains('?') { '&' } else { '?' };
+    let mut st = shared.state.lock();
+    if let Some(error) = st.authorize_error.clone() {
+        return Ok(format!("{redirect_uri}{sep}error={}&error_description={}&state={}", encode(&error), encode("The user cancelled"), encode(&state)));
+    }
+    let bad = |e: &str| Ok(format!("{redirect_uri}{sep}error=invalid_request&error_description={}&state={}", encode(e), encode(&state)));
+    if client_id != TEST_CLIENT_ID {
+        return bad("unknown client_id");
+    }
+    if q("response_type").as_deref() != Some("code") {
+        return bad("response_type must be code");
+    }
+    if q("code_challenge_method").as_deref() != Some("S256") {
+        return bad("PKCE S256 is required");
+    }
+    let Some(challenge) = q("code_challenge").filter(|c| c.len() >= 43) else { return bad("code_challenge is required") };
+    st.serial += 1;
+    let code = format!("code-{}-{}", st.serial, now());
+    let sid = format!("idp-session-{}", st.serial);
+    st.last_sid = Some(sid.clone());
+    st.codes.insert(code.clone(), CodeGrant { client_id, redirect_uri: redirect_uri.clone(), challenge, nonce: q("nonce"), sid });
+    Ok(format!("{redirect_uri}{sep}code={}&state={}", encode(&code), encode(&state)))
+}
+
+/// The client's credentials at `/token`: `(client_id, secret)` from Basic auth or the form.
+fn client_auth(req: &Request) -> Option<(String, String)> {
+    if let Some(basic) = req.authorization.as_deref().and_then(|a| a.strip_prefix("Basic ")) {
+        let raw = base64::engine::general_purpose::STANDARD.decode(basic.trim()).ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let (id, secret) = text.split_once(':')?;
+        return Some((percent_decode(id), percent_decode(secret)));
+    }
+    Some((form_value(&req.body, "client_id")?, form_value(&req.body, "client_secret")?))
+}
+
+fn oauth_error(error: &str, description: &str) -> (u16, Value) {
+    (400, json!({"error": error, "error_description": description}))
+}
+
+/// `authorization_code` (with PKCE) and `refresh_token` grants for the test user.
+fn user_grant(shared: &Shared, req: &Request) -> (u16, Value) {
+    use sha2::Digest;
+    let form = |k: &str| form_value(&req.body, k);
+    let mut st = shared.state.lock();
+    match client_auth(req) {
+        Some((id, secret)) if id == TEST_CLIENT_ID && secret == st.opts.client_secret => {}
+        _ => return (401, json!({"error": "invalid_client", "error_description": "client authentication failed"})),
+    }
+    let (nonce, sid) = if form("grant_type").as_deref() == Some("authorization_code") {
+        let Some(grant) = form("code").and_then(|c| st.codes.remove(&c)) else {
+            return oauth_error("invalid_grant", "the code is unknown, expired or already used");
+        };
+        if grant.client_id != TEST_CLIENT_ID || form("redirect_uri").as_deref() != Some(grant.redirect_uri.as_str()) {
+            return oauth_error("invalid_grant", "redirect_uri does not match the authorization request");
+        }
+        let verifier = form("code_verifier").unwrap_or_default();
+        if b64(&sha2::Sha256::digest(verifier.as_bytes())) != grant.challenge {
+            return oauth_error("invalid_grant", "PKCE verification failed");
+        }
+        shared.code_grants.fetch_add(1, Ordering::SeqCst);
+        (grant.nonce, grant.sid)
+    } else {
+        let Some(sid) = form("refresh_token").and_then(|t| st.refresh_tokens.remove(&t)) else {
+            return oauth_error("invalid_grant", "the refresh token is unknown, revoked or already used");
+        };
+        if st.refresh_fails {
+            return oauth_error("invalid_grant", "the refresh token was revoked");
+        }
+        shared.refresh_grants.fetch_add(1, Ordering::SeqCst);
+        (None, sid)
+    };
+    st.serial += 1;
+    let refresh = format!("rt-{}-{}", st.serial, now());
+    st.refresh_tokens.insert(refresh.clone(), sid.clone());
+    let (access, id) = user_tokens(&st, nonce.as_deref(), &sid);
+    (
+        200,
+        json!({
+            "token_type": "Bearer",
+            "expires_in": st.opts.token_lifetime,
+            "access_token": access,
+            "id_token": id,
+            "refresh_token": refresh,
+            "scope": format!("openid profile email offline_access {}", st.opts.scopes),
+        }),
+    )
+}
+
+/// An access token (for the API: `scp`, `roles`, `groups`) and an ID token (for the client: `nonce`, `sid`) for the
+/// test user, both RS256 with the current key.
+fn user_tokens(st: &State, nonce: Option<&str>, sid: &str) -> (String, String) {
+    let exp = now() + st.opts.token_lifetime;
+    let groups = user_groups(st.opts.groups);
+    let mut access = entra_claims(&st.issuer, &st.opts.audience, &st.opts.tenant);
+    access["scp"] = json!(st.opts.scopes);
+    access["roles"] = json!(st.opts.roles);
+    access["exp"] = json!(exp);
+    let mut id = json!({
+        "iss": st.issuer,
+        "aud": TEST_CLIENT_ID,
+        "exp": exp,
+        "iat": now() - 1,
+        "nbf": now() - 1,
+        "tid": st.opts.tenant,
+        "oid": TEST_OID,
+        "sub": "pairwise-subject-of-test-user",
+        "name": "Test User",
+        "preferred_username": "test.user@example.com",
+        "email": "test.user@example.com",
+        "sid": sid,
+        "ver": "2.0",
+    });
+    if !groups.is_empty() {
+        access["groups"] = json!(groups);
+        id["groups"] = json!(groups);
+    }
+    if let Some(n) = nonce {
+        id["nonce"] = json!(n);
+    }
+    let slot = &st.slots[st.current];
+    let header = json!({"alg": "RS256", "typ": "JWT", "kid": slot.kid});
+    let key = &rsa_pool()[slot.pool_index].encoding;
+    (sign_raw(&header, &access, key, Algorithm::RS256), sign_raw(&header, &id, key, Algorithm::RS256))
 }
 
 #[cfg(test)]

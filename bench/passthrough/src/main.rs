@@ -38,6 +38,10 @@ fn arg_or_env(position: usize, var: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
+/// Same allocator as oidc-sidecar, so the ratio between the two measures the sidecar's own work.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let listen = arg_or_env(1, "BARE_PINGORA_LISTEN", "127.0.0.1:18082");
     let upstream = arg_or_env(2, "BARE_PINGORA_UPSTREAM", "127.0.0.1:18080");

@@ -13,12 +13,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::{HeaderMap, Method};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Access, Backend, Config, HostConfig};
 use crate::identity::{headers as id_headers, AssertionSigner, AuthMethod, Principal};
-use crate::oidc::{KeyStore, Verifier};
+use crate::oidc::{KeyStore, VerifiedToken, Verifier};
 use crate::policy::{self, Decision, Router};
 
 pub use browser::{Browser, SessionAuth};
@@ -42,8 +42,9 @@ pub struct Forward {
     pub upstream: SocketAddr,
     /// The normalized path plus the original query: what the upstream sees is what the policy matched.
     pub path_and_query: String,
-    /// Identity headers to add after every inbound identity header was removed.
-    pub identity: Vec<(String, String)>,
+    /// Identity headers to add after every inbound identity header was removed (shared: a repeated token reuses
+    /// the same prepared headers and assertion).
+    pub identity: Arc<Vec<(HeaderName, HeaderValue)>>,
     pub authorization: AuthorizationHeader,
     /// The `Cookie` header upstream: `None` keeps it, `Some(None)` drops it, `Some(Some(v))` replaces it (the
     /// sidecar's own cookies never reach the app).
@@ -85,8 +86,21 @@ pub struct App {
     pub verifier: Verifier,
     pub signer: AssertionSigner,
     pub browser: Browser,
+    /// What a verified Bearer token means on one host: its principal and ready-made upstream headers (with the
+    /// signed assertion), so a token seen again costs no claim parsing, no signature and no header building.
+    prepared: moka::sync::Cache<(usize, usize), Arc<Prepared>>,
     /// Set on SIGTERM: the health path answers 503 so the ALB stops sending new requests.
     pub draining: AtomicBool,
+}
+
+/// A verified token's identity on one host, ready to forward.
+struct Prepared {
+    /// Held so the verifier's `Arc` (whose address is the cache key) cannot be freed and reused while cached.
+    token: Arc<VerifiedToken>,
+    principal: Principal,
+    headers: Arc<Vec<(HeaderName, HeaderValue)>>,
+    /// After this the assertion is past half its life and is made again.
+    fresh_until: i64,
 }
 
 /// Log fields every outcome carries.
@@ -133,6 +147,19 @@ fn token_in_query(query: Option<&str>) -> bool {
     query.is_some_and(|q| q.split('&').any(|kv| kv.split('=').next().is_some_and(|k| k.eq_ignore_ascii_case("access_token"))))
 }
 
+/// Turns identity header pairs into typed headers once, so the gateway copies them without parsing. A pair that is
+/// not a valid header (the identity module already sanitizes values) is dropped and logged.
+fn header_values(pairs: Vec<(String, String)>) -> Arc<Vec<(HeaderName, HeaderValue)>> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for (name, value) in pairs {
+        match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+            (Ok(n), Ok(v)) => out.push((n, v)),
+            _ => tracing::warn!(header = %name, "identity header dropped: not a valid header"),
+        }
+    }
+    Arc::new(out)
+}
+
 /// Adds `Set-Cookie` values (a cleared or refreshed session) to a local answer.
 fn with_cookies(mut r: LocalResponse, cookies: &[String]) -> LocalResponse {
     for c in cookies {
@@ -147,7 +174,11 @@ impl App {
         let router = Router::new(&config.hosts);
         let verifier = Verifier::new(&config.provider, keys.clone());
         let browser = Browser::new(&config, keys.clone())?;
-        Ok(App { config, router, keys, verifier, signer, browser, draining: AtomicBool::new(false) })
+        let prepared = moka::sync::Cache::builder()
+            .max_capacity(10_000)
+            .time_to_live(config.identity.assertion_ttl.max(std::time::Duration::from_secs(1)))
+            .build();
+        Ok(App { config, router, keys, verifier, signer, browser, prepared, draining: AtomicBool::new(false) })
     }
 
     pub fn start_draining(&self) {
@@ -204,11 +235,21 @@ impl App {
         let mut cache_key: Option<[u8; 32]> = None;
         let mut set_cookies: Vec<String> = Vec::new();
         let mut session_token: Option<String> = None;
+        let mut prepared: Option<Arc<Prepared>> = None;
+        let mut bearer_token: Option<Arc<VerifiedToken>> = None;
         match bearer(req.headers) {
             Credential::Bearer(token) => match self.verifier.verify_access_token(token).await {
                 Ok(verified) => {
-                    cache_key = Some(Sha256::digest(token.as_bytes()).into());
-                    principal = Some(Principal::from_claims(&verified.claims, verified.expires_at, AuthMethod::Bearer));
+                    let key = (Arc::as_ptr(&verified) as usize, host_idx);
+                    match self.prepared.get(&key) {
+                        Some(p) if Arc::ptr_eq(&p.token, &verified) && p.fresh_until > now() => prepared = Some(p),
+                        _ => {
+                            cache_key = Some(Sha256::digest(token.as_bytes()).into());
+                            principal =
+                                Some(Principal::from_claims(&verified.claims, verified.expires_at, AuthMethod::Bearer));
+                            bearer_token = Some(verified);
+                        }
+                    }
                 }
                 Err(e) if public => {
                     tracing::debug!(reason = %e.description(), "token ignored on a public route");
@@ -260,7 +301,8 @@ impl App {
         }
 
         // 3. Authorize.
-        match policy::evaluate(&route.access, principal.as_ref()) {
+        let who = prepared.as_ref().map(|p| &p.principal).or(principal.as_ref());
+        match policy::evaluate(&route.access, who) {
             Decision::Allow => {}
             Decision::Unauthenticated => {
                 let answer = self.browser.challenge(&req, host, &external, &path_and_query);
@@ -276,7 +318,41 @@ impl App {
 
         // 4. Forward with identity.
         let cookie = self.browser.upstream_cookie(req.headers, &external);
-        self.forward(host_idx, host, path_and_query, external, principal.map(|p| (p, cache_key)), set_cookies, session_token, cookie)
+        if let Some(p) = prepared {
+            return Outcome::Forward(Box::new(Forward {
+                host: host_idx,
+                upstream: match &host.backend {
+                    Backend::Upstream { addr, .. } => *addr,
+                    Backend::Static { .. } => return self.forward(host_idx, host, path_and_query, external, None, set_cookies, None, cookie),
+                },
+                path_and_query,
+                identity: p.headers.clone(),
+                authorization: if host.forward_authorization { AuthorizationHeader::Keep } else { AuthorizationHeader::Drop },
+                cookie,
+                external,
+                set_cookies,
+                auth: AuthMethod::Bearer.as_str(),
+                subject: Some(p.principal.subject.clone()),
+            }));
+        }
+        let outcome = self.forward(
+            host_idx,
+            host,
+            path_and_query,
+            external,
+            principal.clone().map(|p| (p, cache_key)),
+            set_cookies,
+            session_token,
+            cookie,
+        );
+        // Remember what this token means here, so the next request with it skips the work above.
+        if let (Some(token), Some(p), Outcome::Forward(f)) = (bearer_token, principal, &outcome) {
+            let half_life = (self.config.identity.assertion_ttl.as_secs() / 2) as i64;
+            let fresh_until = (now() + half_life).min(p.expires_at);
+            let key = (Arc::as_ptr(&token) as usize, host_idx);
+            self.prepared.insert(key, Arc::new(Prepared { token, principal: p, headers: f.identity.clone(), fresh_until }));
+        }
+        outcome
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -297,7 +373,7 @@ impl App {
                 return Outcome::Respond(LocalResponse::not_found("static serving is not available for this host"))
             }
         };
-        let mut identity = Vec::new();
+        let mut identity = Arc::new(Vec::new());
         let mut auth = "anonymous";
         let mut subject = None;
         if let Some((p, cache_key)) = &principal {
@@ -323,13 +399,13 @@ impl App {
                     ));
                 }
             };
-            identity = id_headers::upstream_headers(
+            identity = header_values(id_headers::upstream_headers(
                 p,
                 &assertion,
                 &self.config.identity.header_prefix,
                 host.claim_headers,
                 if host.forward_access_token { session_token.as_deref() } else { None },
-            );
+            ));
             auth = p.method.as_str();
             subject = Some(p.subject.clone());
         }

@@ -200,8 +200,8 @@ impl ProxyHttp for Gateway {
         for name in spoofed {
             upstream_request.remove_header(&name);
         }
-        for (name, value) in &forward.identity {
-            upstream_request.insert_header(name.clone(), value.as_str())?;
+        for (name, value) in forward.identity.iter() {
+            upstream_request.insert_header(name.clone(), value.clone())?;
         }
         match &forward.authorization {
             AuthorizationHeader::Keep => {}

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use oidc_testkit::TestProvider;
 
 
+#[allow(unused_imports)]
 pub use oidc_testkit::upstream::{Echo, EchoUpstream};
 
 /// A port nobody listens on right now.
