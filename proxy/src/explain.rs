@@ -178,7 +178,10 @@ async fn explain_token(cfg: &Config, token: &str, r: &mut ExplainReport) -> Toke
                 None
             }
             Err(_) => {
-                r.skip("keys", format!("keys not fetched: no answer within {} s; signature not checked", FETCH_TIMEOUT.as_secs()));
+                r.skip(
+                    "keys",
+                    format!("keys not fetched: no answer within {} s; signature not checked", FETCH_TIMEOUT.as_secs()),
+                );
                 None
             }
         },
@@ -194,9 +197,21 @@ async fn explain_token(cfg: &Config, token: &str, r: &mut ExplainReport) -> Toke
             KeyLookup::Found(entry) => {
                 r.pass("key id", format!("{kid_shown} found ({} key)", entry.family_name()));
                 if !entry.fits(header.alg) {
-                    r.fail("key type", format!("key {kid_shown} is an {} key and cannot verify {}", entry.family_name(), header.alg_name));
+                    r.fail(
+                        "key type",
+                        format!(
+                            "key {kid_shown} is an {} key and cannot verify {}",
+                            entry.family_name(),
+                            header.alg_name
+                        ),
+                    );
                 } else {
-                    match jsonwebtoken::crypto::verify(parts.signature, parts.signing_input.as_bytes(), &entry.key, header.alg) {
+                    match jsonwebtoken::crypto::verify(
+                        parts.signature,
+                        parts.signing_input.as_bytes(),
+                        &entry.key,
+                        header.alg,
+                    ) {
                         Ok(true) => r.pass("signature", format!("{} with key {kid_shown}", header.alg_name)),
                         Ok(false) => r.fail("signature", format!("does not verify with key {kid_shown}")),
                         Err(e) => r.fail("signature", format!("cannot be checked with key {kid_shown}: {e}")),
@@ -308,18 +323,22 @@ fn explain_times(claims: &Map<String, Value>, skew: i64, r: &mut ExplainReport) 
             "expiry",
             format!("token expired {} ago (at {}; clock skew allowed: {skew} s)", human_duration(now - exp), at(exp)),
         ),
-        Ok(Some(exp)) if now > exp => {
-            r.pass("expiry", format!("expired {} ago but within the {skew} s clock skew (at {})", human_duration(now - exp), at(exp)))
-        }
+        Ok(Some(exp)) if now > exp => r.pass(
+            "expiry",
+            format!("expired {} ago but within the {skew} s clock skew (at {})", human_duration(now - exp), at(exp)),
+        ),
         Ok(Some(exp)) => r.pass("expiry", format!("expires in {} (at {})", human_duration(exp - now), at(exp))),
         Ok(None) => r.fail("expiry", "token has no exp claim"),
         Err(e) => r.fail("expiry", e.description()),
     }
     match numeric_date(claims, "nbf") {
-        Ok(Some(nbf)) if nbf > now + skew => {
-            r.fail("not before", format!("token is not valid for another {} (nbf {})", human_duration(nbf - now), at(nbf)))
+        Ok(Some(nbf)) if nbf > now + skew => r.fail(
+            "not before",
+            format!("token is not valid for another {} (nbf {})", human_duration(nbf - now), at(nbf)),
+        ),
+        Ok(Some(nbf)) if nbf > now => {
+            r.pass("not before", format!("in {} but within the clock skew", human_duration(nbf - now)))
         }
-        Ok(Some(nbf)) if nbf > now => r.pass("not before", format!("in {} but within the clock skew", human_duration(nbf - now))),
         Ok(Some(nbf)) => r.pass("not before", format!("valid since {} ago", human_duration(now - nbf))),
         Ok(None) => r.info("not before", "no nbf claim"),
         Err(e) => r.fail("not before", e.description()),
@@ -327,7 +346,11 @@ fn explain_times(claims: &Map<String, Value>, skew: i64, r: &mut ExplainReport) 
     match numeric_date(claims, "iat") {
         Ok(Some(iat)) if iat > now + skew => r.fail(
             "issued at",
-            format!("token was issued {} in the future (iat {}): check this machine's clock", human_duration(iat - now), at(iat)),
+            format!(
+                "token was issued {} in the future (iat {}): check this machine's clock",
+                human_duration(iat - now),
+                at(iat)
+            ),
         ),
         Ok(Some(iat)) => r.pass("issued at", format!("{} ago", human_duration(now - iat))),
         Ok(None) => r.info("issued at", "no iat claim"),
@@ -418,7 +441,13 @@ fn explain_route(cfg: &Config, host: &str, raw_path: &str, method: &str, token: 
 }
 
 fn describe_principal(p: &Principal, r: &mut ExplainReport) {
-    let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.iter().map(|s| show(s)).collect::<Vec<_>>().join(", ") };
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.iter().map(|s| show(s)).collect::<Vec<_>>().join(", ")
+        }
+    };
     let groups = if p.groups_overage {
         "unknown (group overage: Entra left them out of the token)".to_string()
     } else {
@@ -545,7 +574,10 @@ access = "authenticated"
         let text = r.to_string();
         let keys = r.check("keys").unwrap();
         assert_eq!(keys.mark, Mark::Skip);
-        assert!(keys.detail.starts_with("keys not fetched:") && keys.detail.ends_with("signature not checked"), "{text}");
+        assert!(
+            keys.detail.starts_with("keys not fetched:") && keys.detail.ends_with("signature not checked"),
+            "{text}"
+        );
         assert_eq!(r.check("signature").unwrap().mark, Mark::Skip);
         assert_eq!(r.check("audience").unwrap().mark, Mark::Pass);
         assert_eq!(r.status, 200);
@@ -563,11 +595,14 @@ access = "authenticated"
     async fn header_refusals_and_routing_failures() {
         let p = TestProvider::start().await;
         let cfg = config(&p.issuer());
-        let r = explain(&cfg, &oidc_testkit::unsigned_token("none", &p.default_claims()), "api.example.com", "/", "GET").await;
+        let r =
+            explain(&cfg, &oidc_testkit::unsigned_token("none", &p.default_claims()), "api.example.com", "/", "GET")
+                .await;
         assert_eq!(r.status, 401);
         assert!(r.to_string().contains("✗ header: token is not signed (alg none)"), "{r}");
 
-        let graph = p.sign_with_header(json!({"alg": "RS256", "kid": p.current_kid(), "nonce": "x"}), p.default_claims());
+        let graph =
+            p.sign_with_header(json!({"alg": "RS256", "kid": p.current_kid(), "nonce": "x"}), p.default_claims());
         let r = explain(&cfg, &graph, "api.example.com", "/", "GET").await;
         assert!(r.verdict.contains("Microsoft Graph token") && r.verdict.contains(TEST_AUDIENCE), "{r}");
 

@@ -89,7 +89,7 @@ fn run(path: PathBuf) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    oidc_sidecar::telemetry::init(cfg.server.log_format);
+    let _log = oidc_sidecar::telemetry::init(cfg.server.log_format);
     match oidc_sidecar::gateway::server::run(cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

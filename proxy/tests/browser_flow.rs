@@ -703,3 +703,32 @@ async fn front_channel_logout_ends_the_session() {
     assert_eq!(r.status(), 200);
     assert_eq!(b.fetch("/me").await.status(), 401, "session of provider sid {sid} ended");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_refreshes_once_across_two_tasks() {
+    let redis = Redis::start().await;
+    let provider = provider_with(ProviderOptions { token_lifetime: 3, ..Default::default() }).await;
+    let upstream = EchoUpstream::start().await.expect("upstream");
+    let config = app_config(&provider, &upstream.url(), &redis_session(redis.port, "refresh_margin = \"1s\""), "");
+    let a = start(&config).await;
+    let other = start(&config).await;
+    let mut b = Browser::new(&a);
+    b.sign_in(&provider, "/").await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let on_other = b.on(&other);
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let req = if i % 2 == 0 { b.request(reqwest::Method::GET, "/items/1") } else { on_other.request(reqwest::Method::GET, "/items/1") };
+        let req = req.header("accept", "application/json");
+        tasks.push(tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()) }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 200);
+    }
+    assert_eq!(provider.refresh_grant_count(), 1, "one refresh across both tasks; logs:\n{}\n{}", a.logs(), other.logs());
+    // Both tasks now serve the refreshed session without another grant.
+    let mut b2 = b.on(&other);
+    assert_eq!(b2.fetch("/items/2").await.status(), 200);
+    assert_eq!(b.fetch("/items/2").await.status(), 200);
+    assert_eq!(provider.refresh_grant_count(), 1);
+}

@@ -34,11 +34,8 @@ pub const TEST_OID: &str = "99999999-8888-7777-6666-555555555555";
 /// Default client secret checked by the `authorization_code` and `refresh_token` grants (basic or post).
 pub const TEST_CLIENT_SECRET: &str = "test-client-secret";
 
-const RSA_PEMS: [&str; 3] = [
-    include_str!("keys/rsa1.pem"),
-    include_str!("keys/rsa2.pem"),
-    include_str!("keys/rsa3.pem"),
-];
+const RSA_PEMS: [&str; 3] =
+    [include_str!("keys/rsa1.pem"), include_str!("keys/rsa2.pem"), include_str!("keys/rsa3.pem")];
 const EC_PEMS: [&str; 2] = [include_str!("keys/ec1.pem"), include_str!("keys/ec2.pem")];
 /// Public half of the first RSA key, for algorithm-confusion tests (HS256 with the public key as secret).
 pub const RSA1_PUBLIC_PEM: &str = include_str!("keys/rsa1.pub.pem");
@@ -368,10 +365,7 @@ impl TestProvider {
     pub fn rotate_key(&self) -> String {
         let mut st = self.shared.state.lock();
         st.generation += 1;
-        let slot = Slot {
-            kid: format!("tk-rsa-{}", st.generation),
-            pool_index: (st.generation - 1) % RSA_PEMS.len(),
-        };
+        let slot = Slot { kid: format!("tk-rsa-{}", st.generation), pool_index: (st.generation - 1) % RSA_PEMS.len() };
         let kid = slot.kid.clone();
         st.slots.push(slot);
         st.current = st.slots.len() - 1;
@@ -692,8 +686,14 @@ async fn handle(mut stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<(
             let grant = form_value(&req.body, "grant_type");
             if matches!(grant.as_deref(), Some("authorization_code") | Some("refresh_token")) {
                 let (status, body) = user_grant(&shared, &req);
-                return respond(&mut stream, status, "application/json", &[("Cache-Control", "no-store".into())], body.to_string().as_bytes())
-                    .await;
+                return respond(
+                    &mut stream,
+                    status,
+                    "application/json",
+                    &[("Cache-Control", "no-store".into())],
+                    body.to_string().as_bytes(),
+                )
+                .await;
             }
             if grant.as_deref() != Some("client_credentials") {
                 return respond(&mut stream, 400, "application/json", &[], br#"{"error":"unsupported_grant_type"}"#)
@@ -762,9 +762,16 @@ fn authorize(shared: &Shared, query: &str) -> Result<String, String> {
     let sep = if redirect_uri.contains('?') { '&' } else { '?' };
     let mut st = shared.state.lock();
     if let Some(error) = st.authorize_error.clone() {
-        return Ok(format!("{redirect_uri}{sep}error={}&error_description={}&state={}", encode(&error), encode("The user cancelled"), encode(&state)));
+        return Ok(format!(
+            "{redirect_uri}{sep}error={}&error_description={}&state={}",
+            encode(&error),
+            encode("The user cancelled"),
+            encode(&state)
+        ));
     }
-    let bad = |e: &str| Ok(format!("{redirect_uri}{sep}error=invalid_request&error_description={}&state={}", encode(e), encode(&state)));
+    let bad = |e: &str| {
+        Ok(format!("{redirect_uri}{sep}error=invalid_request&error_description={}&state={}", encode(e), encode(&state)))
+    };
     if client_id != TEST_CLIENT_ID {
         return bad("unknown client_id");
     }
@@ -774,12 +781,17 @@ fn authorize(shared: &Shared, query: &str) -> Result<String, String> {
     if q("code_challenge_method").as_deref() != Some("S256") {
         return bad("PKCE S256 is required");
     }
-    let Some(challenge) = q("code_challenge").filter(|c| c.len() >= 43) else { return bad("code_challenge is required") };
+    let Some(challenge) = q("code_challenge").filter(|c| c.len() >= 43) else {
+        return bad("code_challenge is required");
+    };
     st.serial += 1;
     let code = format!("code-{}-{}", st.serial, now());
     let sid = format!("idp-session-{}", st.serial);
     st.last_sid = Some(sid.clone());
-    st.codes.insert(code.clone(), CodeGrant { client_id, redirect_uri: redirect_uri.clone(), challenge, nonce: q("nonce"), sid });
+    st.codes.insert(
+        code.clone(),
+        CodeGrant { client_id, redirect_uri: redirect_uri.clone(), challenge, nonce: q("nonce"), sid },
+    );
     Ok(format!("{redirect_uri}{sep}code={}&state={}", encode(&code), encode(&state)))
 }
 
@@ -948,6 +960,70 @@ mod tests {
         let (status, head, _) = client.get("/jwks").await;
         assert_eq!(status, 200);
         assert!(head.contains("Cache-Control: public, max-age=120"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn code_flow_with_pkce_refresh_rotation_and_end_session() {
+        use sha2::Digest;
+        let p = TestProvider::start().await;
+        let client = Http::new(p.addr());
+        let verifier = "v".repeat(43);
+        let challenge = b64(&sha2::Sha256::digest(verifier.as_bytes()));
+        let redirect = "http%3A%2F%2Fapp.test%2Fcb";
+        let q = format!(
+            "/authorize?response_type=code&client_id={TEST_CLIENT_ID}&redirect_uri={redirect}&state=st&nonce=nn&code_challenge={challenge}&code_challenge_method=S256"
+        );
+        let (status, head, _) = client.get(&q).await;
+        assert_eq!(status, 302);
+        let location = head.lines().find_map(|l| l.strip_prefix("Location: ")).unwrap().to_string();
+        assert!(location.starts_with("http://app.test/cb?code="), "{location}");
+        let code = query_value(location.split_once('?').unwrap().1, "code").unwrap();
+        assert_eq!(query_value(location.split_once('?').unwrap().1, "state").as_deref(), Some("st"));
+
+        let form = |code: &str, verifier: &str| {
+            format!("grant_type=authorization_code&code={code}&redirect_uri={redirect}&code_verifier={verifier}&client_id={TEST_CLIENT_ID}&client_secret={TEST_CLIENT_SECRET}")
+        };
+        // Wrong verifier: refused, and the code is spent.
+        let (status, _, body) = client.post("/token", &form(&code, &"x".repeat(43))).await;
+        assert_eq!(status, 400, "{body}");
+        let (status, head, _) = client.get(&q).await;
+        assert_eq!(status, 302);
+        let location = head.lines().find_map(|l| l.strip_prefix("Location: ")).unwrap().to_string();
+        let code = query_value(location.split_once('?').unwrap().1, "code").unwrap();
+        let (status, _, body) =
+            client.post("/token", &form(&code, &verifier).replace(TEST_CLIENT_SECRET, "wrong")).await;
+        assert_eq!(status, 401, "client authentication is checked: {body}");
+        let (status, head, _) = client.get(&q).await;
+        assert_eq!(status, 302);
+        let location = head.lines().find_map(|l| l.strip_prefix("Location: ")).unwrap().to_string();
+        let code = query_value(location.split_once('?').unwrap().1, "code").unwrap();
+        let (status, _, body) = client.post("/token", &form(&code, &verifier)).await;
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let id: Value = jsonwebtoken::dangerous::insecure_decode_claims(v["id_token"].as_str().unwrap()).unwrap();
+        assert_eq!(id["nonce"], "nn");
+        assert_eq!(id["aud"], TEST_CLIENT_ID);
+        assert_eq!(id["sid"].as_str(), p.last_sid().as_deref());
+        let at: Value = jsonwebtoken::dangerous::insecure_decode_claims(v["access_token"].as_str().unwrap()).unwrap();
+        assert_eq!(at["scp"], "user.read");
+        assert_eq!(p.code_grant_count(), 1);
+        let (status, _, _) = client.post("/token", &form(&code, &verifier)).await;
+        assert_eq!(status, 400, "a code is single-use");
+
+        let rt = v["refresh_token"].as_str().unwrap().to_string();
+        let refresh = |rt: &str| {
+            format!("grant_type=refresh_token&refresh_token={rt}&client_id={TEST_CLIENT_ID}&client_secret={TEST_CLIENT_SECRET}")
+        };
+        let (status, _, body) = client.post("/token", &refresh(&rt)).await;
+        assert_eq!(status, 200, "{body}");
+        let (status, _, _) = client.post("/token", &refresh(&rt)).await;
+        assert_eq!(status, 400, "refresh tokens rotate");
+        assert_eq!(p.refresh_grant_count(), 1);
+
+        let (status, head, _) = client.get("/logout?post_logout_redirect_uri=http%3A%2F%2Fapp.test%2F").await;
+        assert_eq!(status, 302);
+        assert!(head.contains("Location: http://app.test/"));
+        assert_eq!(p.end_session_count(), 1);
     }
 
     #[tokio::test]

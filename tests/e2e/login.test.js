@@ -89,7 +89,8 @@ describeWithSidecar('browser sign-in through the sidecar (cookie store)', () => 
     const info = await pageFetch(b.page, '/oauth2/userinfo', { headers: { Accept: 'application/json' } });
     assert.equal(info.status, 200, info.text);
     assert.equal(info.json.name, 'Alice Admin');
-    assert.equal(info.json.email, 'alice@example.com');
+    // The sidecar's documented rule (proxy/src/identity/mod.rs): email = preferred_username, else email, else upn.
+    assert.equal(info.json.email, 'alice@contoso.example');
     assert.deepEqual(info.json.roles, ['Admin', 'Items.Read']);
     assert.ok(!/eyJ[\w-]+\.eyJ/.test(info.text), 'no JWT in userinfo');
     assert.ok(!/refresh_token/i.test(info.text));

@@ -96,6 +96,13 @@ describe('e2e provider and browser (no sidecar)', () => {
     assert.notEqual(r.refresh_token, t.refresh_token, 'refresh tokens rotate');
     assert.equal(decodeJwt(r.access_token).payload.scp, 'user.read');
     await assert.rejects(refresh(provider.issuer, t.refresh_token), /invalid_grant/, 'a used refresh token is dead');
+    // Entra-style refresh naming the scopes again (offline_access included) works too.
+    const t2 = await authCodeLogin(provider.issuer, { redirectUri: redirectUri(), username: 'alice' });
+    const r2 = await refresh(provider.issuer, t2.refresh_token, {
+      scope: `openid profile email offline_access ${AUDIENCE}/user.read`,
+    });
+    assert.equal(decodeJwt(r2.access_token).payload.scp, 'user.read');
+    assert.equal(decodeJwt(r2.access_token).payload.aud, AUDIENCE);
   });
 
   test('many-groups and overage users', async () => {

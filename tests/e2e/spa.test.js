@@ -85,7 +85,8 @@ describeWithSidecar('example SPA through the sidecar (UI service + API service b
       assert.equal(landed, `${albUrl}/`);
       await b.page.waitForSelector('body[data-state="signed-in"]');
       assert.equal(await b.page.textContent('#user-name'), 'Alice Admin');
-      assert.equal(await b.page.textContent('#user-email'), 'alice@example.com');
+      // email = preferred_username first (the sidecar's identity rule), like Entra's UPN.
+      assert.equal(await b.page.textContent('#user-email'), 'alice@contoso.example');
       assert.match(await b.page.textContent('#user-roles'), /Admin/);
       assert.equal(await b.page.textContent('#user-groups-count'), '3');
       assert.notEqual(await b.page.textContent('#session-expiry'), 'unknown');

@@ -46,7 +46,6 @@ pub use load::{AssetsError, Limits};
 const DECISION: &str = "static";
 
 /// Every file under one static root, ready to serve. Immutable after [`Assets::load`]; share it behind an `Arc`.
-#[derive(Debug)]
 pub struct Assets {
     root: PathBuf,
     /// Decoded URL path (`/assets/app.js`) → file.
@@ -54,7 +53,6 @@ pub struct Assets {
     total_bytes: u64,
 }
 
-#[derive(Debug)]
 struct Asset {
     content_type: String,
     cache_control: &'static str,
@@ -82,7 +80,6 @@ impl Asset {
 
 /// One representation of a file. Each has its own strong ETag, since a strong validator promises byte equality
 /// (RFC 9110 §8.8.1) and the gzip bytes are not the brotli bytes.
-#[derive(Debug)]
 struct Variant {
     bytes: Bytes,
     etag: String,
@@ -102,6 +99,17 @@ impl Variant {
 }
 
 // === impl Assets ===
+
+/// A summary: the derived form would print every byte of the build.
+impl std::fmt::Debug for Assets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Assets")
+            .field("root", &self.root)
+            .field("files", &self.files.len())
+            .field("total_bytes", &self.total_bytes)
+            .finish()
+    }
+}
 
 impl Assets {
     /// Reads every file under `root` into memory, within `limits`. See [`AssetsError`] for what stops the start.

@@ -361,6 +361,8 @@ fn counts_exclude_siblings_and_skipped_files() {
     }
     assert_eq!(a.len(), expected.len(), "{:?}", a.files.keys().collect::<Vec<_>>());
     assert!(a.total_bytes() > 0);
+    let debug = format!("{a:?}");
+    assert!(debug.contains("files") && !debug.contains("console.log"), "{debug}");
 }
 
 #[test]

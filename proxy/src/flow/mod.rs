@@ -86,6 +86,8 @@ pub struct App {
     pub verifier: Verifier,
     pub signer: AssertionSigner,
     pub browser: Browser,
+    /// The static SPA of each host with `static_root` (same index as `config.hosts`).
+    assets: Vec<Option<crate::assets::Assets>>,
     /// What a verified Bearer token means on one host: its principal and ready-made upstream headers (with the
     /// signed assertion), so a token seen again costs no claim parsing, no signature and no header building.
     prepared: moka::sync::Cache<(usize, usize), Arc<Prepared>>,
@@ -107,6 +109,8 @@ struct Prepared {
 #[derive(Debug, Default, Clone)]
 pub struct Trace {
     pub host: Option<String>,
+    /// Index of the host in the config, once known (security headers for local answers too).
+    pub host_idx: Option<usize>,
     pub route_line: Option<usize>,
 }
 
@@ -174,11 +178,23 @@ impl App {
         let router = Router::new(&config.hosts);
         let verifier = Verifier::new(&config.provider, keys.clone());
         let browser = Browser::new(&config, keys.clone())?;
+        let mut assets = Vec::with_capacity(config.hosts.len());
+        for host in &config.hosts {
+            assets.push(match &host.backend {
+                Backend::Static { root } => {
+                    let loaded = crate::assets::Assets::load(root, crate::assets::Limits::default())
+                        .map_err(|e| anyhow::anyhow!("host {}: static_root: {e}", host.name))?;
+                    tracing::info!(host = %host.name, root = %root.display(), files = loaded.len(), bytes = loaded.total_bytes(), "static files loaded");
+                    Some(loaded)
+                }
+                Backend::Upstream { .. } => None,
+            });
+        }
         let prepared = moka::sync::Cache::builder()
             .max_capacity(10_000)
             .time_to_live(config.identity.assertion_ttl.max(std::time::Duration::from_secs(1)))
             .build();
-        Ok(App { config, router, keys, verifier, signer, browser, prepared, draining: AtomicBool::new(false) })
+        Ok(App { config, router, keys, verifier, signer, browser, assets, prepared, draining: AtomicBool::new(false) })
     }
 
     pub fn start_draining(&self) {
@@ -203,6 +219,7 @@ impl App {
         };
         let host = self.router.host(host_idx);
         trace.host = Some(host.name.clone());
+        trace.host_idx = Some(host_idx);
         let path = match policy::path::normalize(req.path) {
             Ok(p) => p,
             Err(e) => return Outcome::Respond(LocalResponse::bad_request(format!("refused path: {e}"))),
@@ -316,7 +333,12 @@ impl App {
             }
         }
 
-        // 4. Forward with identity.
+        // 4. A static host answers from its files (the policy above applied to them as to any path).
+        if let Some(assets) = self.assets.get(host_idx).and_then(Option::as_ref) {
+            return Outcome::Respond(with_cookies(assets.serve(req.method, &path, req.headers), &set_cookies));
+        }
+
+        // 5. Forward with identity.
         let cookie = self.browser.upstream_cookie(req.headers, &external);
         if let Some(p) = prepared {
             return Outcome::Forward(Box::new(Forward {

@@ -58,7 +58,7 @@ impl Gateway {
             header.append_header(name.clone(), value.as_str())?;
         }
         header.insert_header("Content-Length", r.body.len().to_string())?;
-        if let Some(sec) = ctx.forward.as_ref().and_then(|f| self.security_headers(f.host)) {
+        if let Some(sec) = ctx.trace.host_idx.and_then(|h| self.security_headers(h)) {
             apply_security_headers(&mut header, sec)?;
         }
         ctx.status = r.status;

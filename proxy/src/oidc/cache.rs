@@ -41,9 +41,7 @@ impl moka::Expiry<CacheKey, Arc<VerifiedToken>> for ExpireWithToken {
 
 impl TokenCache {
     pub fn new(capacity: u64) -> TokenCache {
-        TokenCache {
-            inner: moka::sync::Cache::builder().max_capacity(capacity).expire_after(ExpireWithToken).build(),
-        }
+        TokenCache { inner: moka::sync::Cache::builder().max_capacity(capacity).expire_after(ExpireWithToken).build() }
     }
 
     /// A cached token that has not expired at `now` (unix seconds). The time check is repeated here because the

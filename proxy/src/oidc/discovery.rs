@@ -62,8 +62,11 @@ impl ProviderMetadata {
 
 /// A URL the sidecar will send requests to: HTTPS, or HTTP to a loopback host (tests, local demo).
 pub fn check_fetch_url(raw: &str, what: &'static str) -> Result<url::Url, OidcError> {
-    let url = url::Url::parse(raw)
-        .map_err(|e| OidcError::InvalidUrl { what, url: raw.to_string(), reason: e.to_string() })?;
+    let url = url::Url::parse(raw).map_err(|e| OidcError::InvalidUrl {
+        what,
+        url: raw.to_string(),
+        reason: e.to_string(),
+    })?;
     match url.scheme() {
         "https" => Ok(url),
         "http" if is_loopback(&url) => Ok(url),
@@ -190,14 +193,22 @@ mod tests {
 
     #[test]
     fn parses_and_checks_issuer_exactly() {
-        let m = ProviderMetadata::parse(&doc("https://idp.example/t/v2.0", "https://idp.example/keys"), "u", "https://idp.example/t/v2.0")
-            .unwrap();
+        let m = ProviderMetadata::parse(
+            &doc("https://idp.example/t/v2.0", "https://idp.example/keys"),
+            "u",
+            "https://idp.example/t/v2.0",
+        )
+        .unwrap();
         assert_eq!(m.jwks_uri, "https://idp.example/keys");
         assert_eq!(m.end_session_endpoint.as_deref(), Some("https://idp.example/logout"));
         assert_eq!(m.userinfo_endpoint, None);
 
-        let err = ProviderMetadata::parse(&doc("https://idp.example/t/v2.0/", "https://idp.example/keys"), "u", "https://idp.example/t/v2.0")
-            .unwrap_err();
+        let err = ProviderMetadata::parse(
+            &doc("https://idp.example/t/v2.0/", "https://idp.example/keys"),
+            "u",
+            "https://idp.example/t/v2.0",
+        )
+        .unwrap_err();
         assert!(matches!(err, OidcError::IssuerMismatch { .. }), "{err}");
         assert!(err.to_string().contains("https://idp.example/t/v2.0/"), "{err}");
     }

@@ -165,14 +165,14 @@ fn load_key(raw: &Value) -> Result<KeyEntry, String> {
         return Err("not a signing key (use)".into());
     }
     if let Some(ops) = &jwk.common.key_operations {
-        if !ops.iter().any(|op| *op == KeyOperations::Verify) {
+        if !ops.contains(&KeyOperations::Verify) {
             return Err("key_ops does not allow verify".into());
         }
     }
     let declared = match jwk.common.key_algorithm {
-        Some(ka) => Some(
-            ka.to_string().parse::<Algorithm>().map_err(|_| format!("alg {ka} is not a signature algorithm"))?,
-        ),
+        Some(ka) => {
+            Some(ka.to_string().parse::<Algorithm>().map_err(|_| format!("alg {ka} is not a signature algorithm"))?)
+        }
         None => None,
     };
     let (family, implied) = match &jwk.algorithm {

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::cache::{cache_key, TokenCache, DEFAULT_CAPACITY};
-use super::jwks::{family_of, family_name, KeyEntry, KeyLookup};
+use super::jwks::{family_name, family_of, KeyEntry, KeyLookup};
 use super::KeyStore;
 use crate::config::ProviderConfig;
 
@@ -54,7 +54,9 @@ pub enum TokenError {
     Encrypted,
     #[error("token is not signed (alg {0})")]
     AlgNone(String),
-    #[error("token is signed with {0}, a shared-secret algorithm; only the provider's public-key signatures are accepted")]
+    #[error(
+        "token is signed with {0}, a shared-secret algorithm; only the provider's public-key signatures are accepted"
+    )]
     Hmac(String),
     #[error("algorithm {alg} is not accepted (accepted: {accepted})")]
     AlgorithmNotAccepted { alg: String, accepted: String },
@@ -167,8 +169,11 @@ fn ago(secs: i64) -> String {
 /// A value from the token, made safe for a header's quoted string and bounded in length.
 pub fn show(s: &str) -> String {
     const MAX: usize = 100;
-    let mut out: String =
-        s.chars().take(MAX).map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '?' }).collect();
+    let mut out: String = s
+        .chars()
+        .take(MAX)
+        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '?' })
+        .collect();
     if s.chars().count() > MAX {
         out.push_str("...");
     }
@@ -265,9 +270,8 @@ impl<'de> Deserialize<'de> for StrictObject {
 }
 
 fn decode_object(part: &str, what: &str) -> Result<Map<String, Value>, TokenError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| TokenError::Malformed(format!("{what} is not valid base64url")))?;
+    let bytes =
+        URL_SAFE_NO_PAD.decode(part).map_err(|_| TokenError::Malformed(format!("{what} is not valid base64url")))?;
     serde_json::from_slice::<StrictObject>(&bytes)
         .map(|o| o.0)
         .map_err(|e| TokenError::Malformed(format!("{what} is not a JSON object ({e})")))
@@ -320,10 +324,9 @@ pub fn check_header(parts: &Parts<'_>, accepted: &[Algorithm]) -> Result<JoseHea
     if header.contains_key("b64") {
         return Err(TokenError::UnencodedPayload);
     }
-    let alg: Algorithm = alg_name.parse().map_err(|_| TokenError::AlgorithmNotAccepted {
-        alg: show(&alg_name),
-        accepted: alg_list(accepted),
-    })?;
+    let alg: Algorithm = alg_name
+        .parse()
+        .map_err(|_| TokenError::AlgorithmNotAccepted { alg: show(&alg_name), accepted: alg_list(accepted) })?;
     if !accepted.contains(&alg) {
         return Err(TokenError::AlgorithmNotAccepted { alg: show(&alg_name), accepted: alg_list(accepted) });
     }
@@ -355,7 +358,7 @@ pub fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<O
                     return Ok(Some(i));
                 }
             } else if let Some(f) = n.as_f64() {
-                if f.is_finite() && f >= 0.0 && f < 1e15 {
+                if (0.0..1e15).contains(&f) {
                     return Ok(Some(f.floor() as i64));
                 }
             }
@@ -417,7 +420,11 @@ pub fn check_audience(claims: &Map<String, Value>, accepted: &[String]) -> Resul
     if auds.iter().any(|a| GRAPH_AUDIENCES.contains(a)) {
         return Err(TokenError::GraphToken { accepted: list(accepted) });
     }
-    let shown = if auds.is_empty() { "[] (empty)".to_string() } else { auds.iter().map(|a| show(a)).collect::<Vec<_>>().join(", ") };
+    let shown = if auds.is_empty() {
+        "[] (empty)".to_string()
+    } else {
+        auds.iter().map(|a| show(a)).collect::<Vec<_>>().join(", ")
+    };
     Err(TokenError::Audience { aud: shown, accepted: list(accepted) })
 }
 
@@ -524,8 +531,7 @@ impl Verifier {
             [AlgorithmFamily::Rsa, AlgorithmFamily::Ec, AlgorithmFamily::Ed]
                 .into_iter()
                 .filter_map(|family| {
-                    let algs: Vec<Algorithm> =
-                        algorithms.iter().copied().filter(|a| family_of(*a) == family).collect();
+                    let algs: Vec<Algorithm> = algorithms.iter().copied().filter(|a| family_of(*a) == family).collect();
                     let first = *algs.first()?;
                     let mut v = Validation::new(first);
                     v.algorithms = algs;
@@ -654,7 +660,10 @@ impl Verifier {
         let family = family_of(header.alg);
         let Some((_, validation)) = validations.iter().find(|(f, _)| *f == family) else {
             // Unreachable: check_header accepted the alg, so its family has a validation.
-            return Err(TokenError::AlgorithmNotAccepted { alg: header.alg_name.clone(), accepted: alg_list(&self.algorithms) });
+            return Err(TokenError::AlgorithmNotAccepted {
+                alg: header.alg_name.clone(),
+                accepted: alg_list(&self.algorithms),
+            });
         };
         let claims = match jsonwebtoken::decode::<StrictObject>(token, &entry.key, validation) {
             Ok(data) => data.claims.0,
@@ -746,10 +755,12 @@ impl Verifier {
                     Expect::Access => check_audience(claims, &self.audiences).err(),
                     Expect::Id { .. } => check_id_audience(claims, &self.client_id).err(),
                 },
-                ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) => check_times(claims, now, self.skew, false)
-                    .err()
-                    .or_else(|| check_issuer(claims, &self.issuers).err())
-                    .or_else(|| audiences_of(claims).err()),
+                ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) => {
+                    check_times(claims, now, self.skew, false)
+                        .err()
+                        .or_else(|| check_issuer(claims, &self.issuers).err())
+                        .or_else(|| audiences_of(claims).err())
+                }
                 ErrorKind::InvalidSignature => {
                     // A Graph token without its nonce header still fails here: say what it is.
                     match audiences_of(claims) {
@@ -772,7 +783,9 @@ impl Verifier {
             ErrorKind::InvalidSignature => TokenError::BadSignature(kid.to_string()),
             ErrorKind::ExpiredSignature => TokenError::Expired(0),
             ErrorKind::ImmatureSignature => TokenError::NotYetValid(0),
-            ErrorKind::InvalidIssuer => TokenError::Issuer { iss: "(unreadable)".into(), accepted: list(&self.issuers) },
+            ErrorKind::InvalidIssuer => {
+                TokenError::Issuer { iss: "(unreadable)".into(), accepted: list(&self.issuers) }
+            }
             ErrorKind::InvalidAudience => {
                 TokenError::Audience { aud: "(unreadable)".into(), accepted: list(&self.audiences) }
             }
@@ -781,15 +794,18 @@ impl Verifier {
                 "aud" => TokenError::MissingClaim("aud"),
                 _ => TokenError::MissingClaim("exp"),
             },
-            ErrorKind::InvalidClaimFormat(c) => TokenError::InvalidClaim { claim: show(&c), why: "has the wrong type".into() },
+            ErrorKind::InvalidClaimFormat(c) => {
+                TokenError::InvalidClaim { claim: show(&c), why: "has the wrong type".into() }
+            }
             ErrorKind::InvalidAlgorithm => TokenError::KeyMismatch {
                 kid: kid.to_string(),
                 key_family: family_name(family_of(header.alg)),
                 alg: header.alg_name.clone(),
             },
-            ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidEddsaKey | ErrorKind::InvalidKeyFormat => {
-                TokenError::BadSignature(kid.to_string())
-            }
+            ErrorKind::InvalidRsaKey(_)
+            | ErrorKind::InvalidEcdsaKey
+            | ErrorKind::InvalidEddsaKey
+            | ErrorKind::InvalidKeyFormat => TokenError::BadSignature(kid.to_string()),
             ErrorKind::Json(_) | ErrorKind::Utf8(_) | ErrorKind::Base64(_) | ErrorKind::InvalidToken => match claims {
                 Err(precise) => precise,
                 Ok(_) => TokenError::Malformed("payload is not a valid JSON object".into()),

@@ -88,7 +88,8 @@ mod tests {
 
     #[test]
     fn parses_flags() {
-        let (o, p) = parse(args(&["--port", "0", "--issuer-path", "t/v2.0", "--roles", "A, B", "--print-token"])).unwrap();
+        let (o, p) =
+            parse(args(&["--port", "0", "--issuer-path", "t/v2.0", "--roles", "A, B", "--print-token"])).unwrap();
         assert_eq!(o.port, 0);
         assert_eq!(o.issuer_path, "/t/v2.0");
         assert_eq!(o.roles, vec!["A", "B"]);

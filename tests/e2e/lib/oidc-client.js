@@ -47,9 +47,11 @@ export async function clientCredentials(issuer, { clientId = 'postman', clientSe
   return tokenRequest(meta, params, { clientId, clientSecret });
 }
 
-export async function refresh(issuer, refreshToken, { clientId = 'sidecar', clientSecret = 'sidecar-secret' } = {}) {
+export async function refresh(issuer, refreshToken, { clientId = 'sidecar', clientSecret = 'sidecar-secret', scope } = {}) {
   const meta = await discover(issuer);
-  return tokenRequest(meta, { grant_type: 'refresh_token', refresh_token: refreshToken }, { clientId, clientSecret });
+  const params = { grant_type: 'refresh_token', refresh_token: refreshToken };
+  if (scope) params.scope = scope;
+  return tokenRequest(meta, params, { clientId, clientSecret });
 }
 
 /** Minimal cookie jar: name -> value per origin; good enough for one provider. */

@@ -425,6 +425,14 @@ const server = http.createServer(async (req, res) => {
           error: 'invalid_grant', error_description: 'refresh disabled by the test (AADSTS700082-like)',
         }));
       }
+      if (body.grant_type === 'refresh_token' && body.scope !== undefined) {
+        // Entra takes a `scope` on refresh mostly to name the resource, and does not insist that `offline_access`
+        // or the OIDC scopes be "in" the refresh token. oidc-provider would refuse those (invalid_scope), so keep
+        // only the resource and let the token carry the scopes granted at login.
+        const { resource } = entraScopes(body.scope);
+        delete body.scope;
+        if (resource && !body.resource) body.resource = resource;
+      }
       if (body.scope) {
         const { scope, resource } = entraScopes(body.scope, { clientCredentials: body.grant_type === 'client_credentials' });
         if (resource) {

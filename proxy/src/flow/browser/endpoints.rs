@@ -241,7 +241,8 @@ impl Browser {
 
     /// Ends the session here (and its Redis entry), then at the provider when it has an `end_session_endpoint`.
     pub(super) async fn logout(&self, req: &Request<'_>, host: &HostConfig, external: &External) -> LocalResponse {
-        if req.method != Method::GET && req.method != Method::POST && req.method != Method::HEAD {
+        // Not HEAD: link checkers and prefetchers use it, and must not sign anyone out.
+        if req.method != Method::GET && req.method != Method::POST {
             return method_not_allowed("GET, POST");
         }
         if req.method == Method::POST && !self.csrf_ok(req.method, req.headers, host, external) {

@@ -214,6 +214,7 @@ impl Browser {
             match self.refresh(&data, now).await {
                 Ok(new) => {
                     data = new;
+                    data.touch(now);
                     match self.store.save(&data, &cookies, secure).await {
                         Ok(sets) => set_cookies = sets.into_iter().map(|c| c.header).collect(),
                         Err(e) => {
@@ -329,7 +330,16 @@ fn session_claims(id: &Map<String, Value>, access: Option<&Map<String, Value>>, 
     let mut id = id.clone();
     id.remove("scp");
     id.remove("scope");
-    merge_claims(&id, access, keep)
+    let mut merged = merge_claims(&id, access, keep);
+    // The access token's roles first, as `Principal::from_session` orders them (what the API would see as Bearer).
+    if let Some(Value::Array(from_access)) = access.and_then(|a| a.get("roles")) {
+        let mut roles = from_access.clone();
+        if let Some(Value::Array(all)) = merged.get("roles") {
+            roles.extend(all.iter().filter(|r| !from_access.contains(r)).cloned());
+        }
+        merged.insert("roles".into(), Value::Array(roles));
+    }
+    merged
 }
 
 /// Claim names route rules read (top-level name of a dotted path), kept in sessions besides the defaults.

@@ -171,11 +171,18 @@ fn session_claims_take_scopes_only_from_the_access_token() {
     let access = json!({"scp": "user.read", "roles": ["B"], "aud": "api://x"}).as_object().cloned().unwrap();
     let merged = session_claims(&id, Some(&access), &[]);
     assert_eq!(merged["scp"], "user.read");
-    assert_eq!(merged["roles"], json!(["A", "B"]));
+    assert_eq!(merged["roles"], json!(["B", "A"]));
     assert!(merged.get("nonce").is_none() && merged.get("exp").is_none() && merged.get("aud").is_none());
     let p = Principal::from_claims(&merged, 10, AuthMethod::Session);
     assert_eq!(p.scopes, vec!["user.read"]);
     assert_eq!(p.subject, "o");
+
+    // The same principal as `Principal::from_session` builds from the two tokens.
+    let expected = Principal::from_session(&id, Some(&access), 10);
+    for (a, b) in [(&p.roles, &expected.roles), (&p.groups, &expected.groups), (&p.scopes, &expected.scopes)] {
+        assert_eq!(a, b);
+    }
+    assert_eq!((&p.subject, &p.name, &p.tenant), (&expected.subject, &expected.name, &expected.tenant));
 
     // Opaque access token: the ID token's `scp` grants nothing.
     let only_id = session_claims(&id, None, &[]);

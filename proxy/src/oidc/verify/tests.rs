@@ -160,10 +160,14 @@ async fn keys_embedded_in_the_header_are_refused() {
 async fn crit_and_b64_are_refused() {
     let (p, v) = setup().await;
     let kid = p.current_kid();
-    let token = p.sign_with_header(json!({"alg": "RS256", "kid": kid, "crit": ["http://example.com/ext"], "http://example.com/ext": true}), p.default_claims());
+    let token = p.sign_with_header(
+        json!({"alg": "RS256", "kid": kid, "crit": ["http://example.com/ext"], "http://example.com/ext": true}),
+        p.default_claims(),
+    );
     let e = refused(&v, &token).await;
     assert!(matches!(e, TokenError::Critical(ref c) if c == "http://example.com/ext"), "{e:?}");
-    let token = p.sign_with_header(json!({"alg": "RS256", "kid": kid, "crit": ["b64"], "b64": false}), p.default_claims());
+    let token =
+        p.sign_with_header(json!({"alg": "RS256", "kid": kid, "crit": ["b64"], "b64": false}), p.default_claims());
     assert!(matches!(refused(&v, &token).await, TokenError::Critical(_)));
     let token = p.sign_with_header(json!({"alg": "RS256", "kid": kid, "b64": false}), p.default_claims());
     assert_eq!(refused(&v, &token).await, TokenError::UnencodedPayload);
@@ -174,7 +178,8 @@ async fn graph_tokens_are_named_as_such() {
     let (p, v) = setup().await;
     let graph_claims = with(p.default_claims(), json!({"aud": "00000003-0000-0000-c000-000000000000"}));
     // The real thing: a nonce in the header (the signature covers its hash, so it never verifies).
-    let token = p.sign_with_header(json!({"alg": "RS256", "kid": p.current_kid(), "nonce": "abc"}), graph_claims.clone());
+    let token =
+        p.sign_with_header(json!({"alg": "RS256", "kid": p.current_kid(), "nonce": "abc"}), graph_claims.clone());
     let e = refused(&v, &token).await;
     assert_eq!(e.kind(), "graph_token");
     let d = e.description();
@@ -200,7 +205,10 @@ async fn malformed_tokens_are_refused_before_any_key_work() {
     assert!(matches!(refused(&v, &format!("{good}=")).await, TokenError::Malformed(_)), "padding");
     assert!(matches!(refused(&v, &good.replacen('-', "+", 1).replacen('_', "/", 1)).await, TokenError::Malformed(_)));
     assert!(matches!(refused(&v, &format!("{good}.")).await, TokenError::Malformed(_)), "four parts");
-    assert!(matches!(refused(&v, "eyJhbGciOiJSUzI1NiJ9.e30.").await, TokenError::NoKid(_) | TokenError::BadSignature(_)));
+    assert!(matches!(
+        refused(&v, "eyJhbGciOiJSUzI1NiJ9.e30.").await,
+        TokenError::NoKid(_) | TokenError::BadSignature(_)
+    ));
     assert!(matches!(refused(&v, "bm90IGpzb24.e30.c2ln").await, TokenError::Malformed(_)), "header not JSON");
 }
 
@@ -295,10 +303,7 @@ async fn cached_verdict_is_dropped_when_its_key_is_withdrawn() {
 async fn wrong_audience_names_both_sides() {
     let (p, v) = setup().await;
     let e = refused(&v, &p.sign(with(p.default_claims(), json!({"aud": "api://x"})))).await;
-    assert_eq!(
-        e.description(),
-        format!("audience api://x is not accepted (accepted: {TEST_AUDIENCE}, {API_GUID})")
-    );
+    assert_eq!(e.description(), format!("audience api://x is not accepted (accepted: {TEST_AUDIENCE}, {API_GUID})"));
     let e = refused(&v, &p.sign(with(p.default_claims(), json!({"aud": ["api://x", "api://y"]})))).await;
     assert!(e.description().starts_with("audience api://x, api://y is not accepted"), "{e}");
     // Exact comparison: no trailing-slash or case folding.
@@ -335,7 +340,11 @@ async fn expired_beyond_skew_says_how_long_ago() {
     let e = refused(&v, &p.sign(with(p.default_claims(), json!({"exp": null})))).await;
     assert_eq!(e, TokenError::MissingClaim("exp"));
     let e = refused(&v, &p.sign(with(p.default_claims(), json!({"exp": (now + 600).to_string()})))).await;
-    assert!(matches!(e, TokenError::InvalidClaim { ref claim, .. } if claim == "exp") || e == TokenError::MissingClaim("exp"), "{e:?}");
+    assert!(
+        matches!(e, TokenError::InvalidClaim { ref claim, .. } if claim == "exp")
+            || e == TokenError::MissingClaim("exp"),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
@@ -353,7 +362,8 @@ async fn not_yet_valid_and_issued_in_the_future() {
 #[tokio::test]
 async fn tenant_must_match_when_required() {
     let (p, v) = setup().await;
-    let e = refused(&v, &p.sign(with(p.default_claims(), json!({"tid": "9188040d-6c67-4c5b-b112-36a304b66dad"})))).await;
+    let e =
+        refused(&v, &p.sign(with(p.default_claims(), json!({"tid": "9188040d-6c67-4c5b-b112-36a304b66dad"})))).await;
     assert_eq!(
         e.description(),
         format!("tenant 9188040d-6c67-4c5b-b112-36a304b66dad is not accepted (required: {TEST_TENANT})")
@@ -404,11 +414,19 @@ async fn id_token_checks() {
     // An access token for the API is not an ID token for us.
     let e = v.verify_id_token(&p.sign(with(p.default_claims(), json!({"nonce": "n"}))), "n").await.unwrap_err();
     assert_eq!(e.kind(), "audience");
-    let e = v.verify_id_token(&p.sign(with(id_claims(&p, "n"), json!({"aud": [TEST_CLIENT_ID, "other"]}))), "n").await.unwrap_err();
+    let e = v
+        .verify_id_token(&p.sign(with(id_claims(&p, "n"), json!({"aud": [TEST_CLIENT_ID, "other"]}))), "n")
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), "azp");
     let e = v.verify_id_token(&p.sign(with(id_claims(&p, "n"), json!({"azp": "other"}))), "n").await.unwrap_err();
     assert_eq!(e.kind(), "azp");
-    v.verify_id_token(&p.sign(with(id_claims(&p, "n"), json!({"aud": [TEST_CLIENT_ID, "o"], "azp": TEST_CLIENT_ID}))), "n").await.unwrap();
+    v.verify_id_token(
+        &p.sign(with(id_claims(&p, "n"), json!({"aud": [TEST_CLIENT_ID, "o"], "azp": TEST_CLIENT_ID}))),
+        "n",
+    )
+    .await
+    .unwrap();
     let e = v.verify_id_token(&p.sign(with(id_claims(&p, "n"), json!({"iat": null}))), "n").await.unwrap_err();
     assert_eq!(e, TokenError::MissingClaim("iat"));
     let e = v.verify_id_token(&unsigned_token("none", &id_claims(&p, "n")), "n").await.unwrap_err();
@@ -450,7 +468,10 @@ fn time_checks_on_odd_values() {
     assert!(check_times(&c(json!({"exp": u64::MAX})), now, 60, false).is_err());
     assert!(check_times(&c(json!({"exp": true})), now, 60, false).is_err());
     assert_eq!(check_times(&c(json!({"exp": now - 61})), now, 60, false), Err(TokenError::Expired(61)));
-    assert_eq!(check_times(&c(json!({"exp": now + 10, "nbf": "0"})), now, 60, false).unwrap_err().kind(), "invalid_claim");
+    assert_eq!(
+        check_times(&c(json!({"exp": now + 10, "nbf": "0"})), now, 60, false).unwrap_err().kind(),
+        "invalid_claim"
+    );
 }
 
 #[test]
