@@ -22,7 +22,7 @@ step "cargo build"
 cargo build --workspace --all-targets --locked
 
 step "cargo test"
-cargo test --workspace --locked 2>&1 | tee /tmp/oidc-sidecar-cargo-test.log || failed+=(cargo-test)
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee /tmp/oidc-sidecar-cargo-test.log || failed+=(cargo-test)
 
 if [ -d examples/fastapi/tests ]; then
   step "examples/fastapi pytest"

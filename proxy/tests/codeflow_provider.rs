@@ -64,11 +64,12 @@ async fn unsupported_grant_is_a_provider_error() {
     let tp = TestProvider::start().await;
     let ep = discover(&tp).await;
     let flow = CodeFlow::new(&provider_config(&tp)).unwrap();
-    // The testkit provider only issues client-credentials tokens: a code exchange must come back as its OAuth error.
+    // The testkit provider checks client authentication ("test-secret" is not its secret): a code exchange must
+    // come back as its OAuth error.
     let err = flow.exchange(&ep, "some-code", "https://app.example.test/oauth2/callback", "v").await.unwrap_err();
-    assert_eq!(err, CodeFlowError::Provider { error: "unsupported_grant_type".into(), description: None });
+    assert!(matches!(&err, CodeFlowError::Provider { error, .. } if error == "invalid_client"), "{err:?}");
     assert_eq!(tp.token_request_count(), 1);
-    let page = callback_error_page("unsupported_grant_type", None, "/oauth2/login?rd=%2F");
+    let page = callback_error_page("invalid_client", None, "/oauth2/login?rd=%2F");
     assert!(page.contains("Try again"));
 }
 

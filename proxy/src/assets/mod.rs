@@ -163,7 +163,7 @@ impl Assets {
         if !files.contains_key("/index.html") {
             tracing::warn!(root = %canonical.display(), "static_root has no index.html: the SPA fallback answers 404");
         }
-        tracing::info!(root = %canonical.display(), files = files.len(), bytes = total, "static files loaded");
+        tracing::debug!(root = %canonical.display(), files = files.len(), bytes = total, "static files loaded");
         Ok(Assets { root: canonical, files, total_bytes: total })
     }
 

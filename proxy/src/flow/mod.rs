@@ -74,6 +74,8 @@ pub struct Request<'a> {
     pub path: &'a str,
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
+    /// The request body, read only for the login callback's `form_post` (everything else streams to the upstream).
+    pub body: Option<&'a [u8]>,
     /// The TCP peer.
     pub peer: Option<IpAddr>,
 }

@@ -24,6 +24,9 @@ use crate::identity::headers::is_identity_header;
 /// Keep idle ALB connections open longer than the ALB's own 60 s idle timeout (AWS's advice for targets).
 const DOWNSTREAM_KEEPALIVE_SECS: u64 = 75;
 
+/// The callback's form_post body holds a code, a state and perhaps an ID token: 16 KiB is ample.
+const MAX_CALLBACK_BODY: usize = 16 * 1024;
+
 /// The Pingora application: a thin adapter around the pure [`App`].
 pub struct Gateway {
     pub app: Arc<App>,
@@ -57,7 +60,10 @@ impl Gateway {
             // `append`, never `insert`: several Set-Cookie headers must all survive.
             header.append_header(name.clone(), value.as_str())?;
         }
-        header.insert_header("Content-Length", r.body.len().to_string())?;
+        // A 304 carries no Content-Length of its own (RFC 9110 §8.6): it would contradict the representation's.
+        if r.status != 304 {
+            header.insert_header("Content-Length", r.body.len().to_string())?;
+        }
         if let Some(sec) = ctx.trace.host_idx.and_then(|h| self.security_headers(h)) {
             apply_security_headers(&mut header, sec)?;
         }
@@ -131,6 +137,22 @@ impl ProxyHttp for Gateway {
     /// with the decision kept in `ctx.forward` for the upstream filters.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        // The only body the sidecar reads itself: the provider's form_post to the callback, capped.
+        let mut body: Option<Vec<u8>> = None;
+        if session.req_header().method == http::Method::POST
+            && session.req_header().uri.path() == self.app.config.session.paths.callback
+        {
+            let mut buf = Vec::new();
+            while let Some(chunk) = session.read_request_body().await? {
+                if buf.len() + chunk.len() > MAX_CALLBACK_BODY {
+                    let r = LocalResponse::json_error(413, "too_large", "invalid_request", "the callback form is too large");
+                    self.write_local(session, ctx, r).await?;
+                    return Ok(true);
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            body = Some(buf);
+        }
         let outcome = {
             let req = session.req_header();
             let request = Request {
@@ -138,6 +160,7 @@ impl ProxyHttp for Gateway {
                 path: req.uri.path(),
                 query: req.uri.query(),
                 headers: &req.headers,
+                body: body.as_deref(),
                 peer,
             };
             self.app.handle(request, &mut ctx.trace).await

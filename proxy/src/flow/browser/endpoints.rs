@@ -76,39 +76,43 @@ impl Browser {
     pub(super) async fn callback(&self, req: &Request<'_>, host: &HostConfig, external: &External) -> LocalResponse {
         let login = &self.cfg.paths.login;
         let retry_root = login_url(login, "/");
-        if req.method == Method::POST {
-            // The body (response_mode=form_post) does not reach the flow; we always ask for response_mode=query.
-            return pages::message(
-                400,
-                "form_post_unsupported",
-                "Sign-in could not finish",
-                "The sign-in service answered with a form post (response_mode=form_post), which this service does \
-                 not accept: it asks for response_mode=query. Try again; if this repeats, the administrator should \
-                 check the application's response mode at the sign-in service.",
-                Some(&retry_root),
-            );
-        }
-        if req.method != Method::GET {
-            return method_not_allowed("GET");
-        }
+        // response_mode=query puts the answer in the query; form_post in a form body (read by the gateway, capped).
+        let params: Option<&str> = if req.method == Method::POST {
+            match req.body.map(std::str::from_utf8) {
+                Some(Ok(form)) => Some(form),
+                _ => {
+                    return pages::message(
+                        400,
+                        "callback_incomplete",
+                        "Sign-in could not finish",
+                        "The sign-in service posted a form this service could not read. Start a fresh sign-in.",
+                        Some(&retry_root),
+                    )
+                }
+            }
+        } else if req.method == Method::GET {
+            req.query
+        } else {
+            return method_not_allowed("GET, POST");
+        };
         let secure = is_secure(host, external);
         let jar = self.store.settings(secure);
         let cookies = CookieMap::from_headers(req.headers);
         let ring = self.store.key_ring();
         let now = unix_now();
-        let state = query_param(req.query, "state");
+        let state = query_param(params, "state");
         let pending = state.as_deref().and_then(|s| open_pending(&ring, jar, &cookies, s, now));
         // The pending login is spent whatever happens next.
         let clear: Vec<SetCookie> = state.as_deref().and_then(|s| clear_pending(jar, s)).into_iter().collect();
         let retry = pending.as_ref().map_or(retry_root.clone(), |p| login_url(login, &p.return_to));
 
-        if let Some(error) = query_param(req.query, "error") {
-            let description = query_param(req.query, "error_description");
+        if let Some(error) = query_param(params, "error") {
+            let description = query_param(params, "error_description");
             let page = callback_error_page(&error, description.as_deref(), &retry);
             tracing::info!(error = %error.chars().take(64).collect::<String>(), "the provider refused the sign-in");
             return with_set_cookies(LocalResponse::html(400, "provider_error", "the provider refused the sign-in", page), clear);
         }
-        let Some(code) = query_param(req.query, "code").filter(|c| !c.is_empty()) else {
+        let Some(code) = query_param(params, "code").filter(|c| !c.is_empty()) else {
             return with_set_cookies(
                 pages::message(
                     400,

@@ -117,6 +117,14 @@ impl Browser {
                 new.id_token = Some(id);
             }
         }
+        if new.needs_refresh(now, self.cfg.refresh_margin) {
+            tracing::warn!(
+                margin = ?self.cfg.refresh_margin,
+                expires_in = new.access_expires_at.map(|e| e.saturating_sub(now)),
+                "the new access token already needs a refresh: session.refresh_margin is not shorter than the \
+                 provider's access-token lifetime, so every request refreshes; lower session.refresh_margin"
+            );
+        }
         Ok(new)
     }
 }

@@ -93,13 +93,13 @@ fn navigations_are_redirected_to_login_and_api_calls_get_401() {
     let host = &cfg.hosts[0];
     let ext = external("https", "app.example.com");
     let nav = headers(&[("sec-fetch-mode", "navigate"), ("sec-fetch-dest", "document"), ("accept", "text/html")]);
-    let req = Request { method: &Method::GET, path: "/deep/link", query: Some("x=1"), headers: &nav, peer: None };
+    let req = Request { method: &Method::GET, path: "/deep/link", query: Some("x=1"), headers: &nav, body: None, peer: None };
     let r = b.challenge(&req, host, &ext, "/deep/link?x=1");
     assert_eq!(r.status, 302);
     assert_eq!(header(&r, "location"), Some("/oauth2/login?rd=%2Fdeep%2Flink%3Fx%3D1"));
 
     let fetch = headers(&[("sec-fetch-mode", "cors"), ("accept", "*/*")]);
-    let req = Request { method: &Method::GET, path: "/api/me", query: None, headers: &fetch, peer: None };
+    let req = Request { method: &Method::GET, path: "/api/me", query: None, headers: &fetch, body: None, peer: None };
     let r = b.challenge(&req, host, &ext, "/api/me");
     assert_eq!(r.status, 401);
     assert!(header(&r, "www-authenticate").unwrap().starts_with("Bearer realm=\"app.example.com\""));
@@ -107,13 +107,13 @@ fn navigations_are_redirected_to_login_and_api_calls_get_401() {
     assert_eq!(body["login_url"], "/oauth2/login?rd=%2Fapi%2Fme");
 
     // An unsafe method is never redirected, even from a page.
-    let req = Request { method: &Method::POST, path: "/x", query: None, headers: &nav, peer: None };
+    let req = Request { method: &Method::POST, path: "/x", query: None, headers: &nav, body: None, peer: None };
     assert_eq!(b.challenge(&req, host, &ext, "/x").status, 401);
 
     // login = "deny": 401 for everyone, and no login URL offered.
     let cfg = config("login = \"deny\"");
     let b = browser(&cfg);
-    let req = Request { method: &Method::GET, path: "/deep", query: None, headers: &nav, peer: None };
+    let req = Request { method: &Method::GET, path: "/deep", query: None, headers: &nav, body: None, peer: None };
     let r = b.challenge(&req, &cfg.hosts[0], &ext, "/deep");
     assert_eq!(r.status, 401);
     let body: Value = serde_json::from_slice(&r.body).unwrap();
@@ -244,7 +244,7 @@ async fn login_before_discovery_is_503_and_unknown_paths_pass() {
     let host = &cfg.hosts[0];
     let ext = external("https", "app.example.com");
     let h = headers(&[]);
-    let req = Request { method: &Method::GET, path: "/oauth2/login", query: Some("rd=/x"), headers: &h, peer: None };
+    let req = Request { method: &Method::GET, path: "/oauth2/login", query: Some("rd=/x"), headers: &h, body: None, peer: None };
     match b.endpoint(&req, host, "/oauth2/login", &ext).await {
         Some(Outcome::Respond(r)) => {
             assert_eq!(r.status, 503);
@@ -263,7 +263,7 @@ async fn callback_without_a_pending_login_is_a_page_not_a_500() {
     let ext = external("https", "app.example.com");
     let h = headers(&[]);
     for q in [Some("code=bogus&state=bogus"), Some("code=c&state=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), None] {
-        let req = Request { method: &Method::GET, path: "/oauth2/callback", query: q, headers: &h, peer: None };
+        let req = Request { method: &Method::GET, path: "/oauth2/callback", query: q, headers: &h, body: None, peer: None };
         let Some(Outcome::Respond(r)) = b.endpoint(&req, host, "/oauth2/callback", &ext).await else {
             panic!("callback must answer")
         };
@@ -276,6 +276,7 @@ async fn callback_without_a_pending_login_is_a_page_not_a_500() {
         path: "/oauth2/callback",
         query: Some("error=access_denied&error_description=%3Cscript%3E&state=x"),
         headers: &h,
+        body: None,
         peer: None,
     };
     let Some(Outcome::Respond(r)) = b.endpoint(&req, host, "/oauth2/callback", &ext).await else { panic!() };
@@ -291,7 +292,7 @@ async fn a_tampered_cookie_is_no_session_and_is_cleared() {
     let host = &cfg.hosts[0];
     let ext = external("https", "app.example.com");
     let h = headers(&[("cookie", "__Host-oidc_session=AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA; other=1")]);
-    let req = Request { method: &Method::GET, path: "/", query: None, headers: &h, peer: None };
+    let req = Request { method: &Method::GET, path: "/", query: None, headers: &h, body: None, peer: None };
     let auth = b.authenticate(&req, host, &ext).await.expect("no store error");
     assert!(auth.principal.is_none());
     assert_eq!(auth.set_cookies.len(), 1);
@@ -305,7 +306,7 @@ async fn a_tampered_cookie_is_no_session_and_is_cleared() {
     let sets = b.store.save(&d, &CookieMap::default(), true).await.unwrap();
     let cookie = sets.iter().map(|s| s.header.split(';').next().unwrap().to_string()).collect::<Vec<_>>().join("; ");
     let h = headers(&[("cookie", &cookie)]);
-    let req = Request { method: &Method::GET, path: "/", query: None, headers: &h, peer: None };
+    let req = Request { method: &Method::GET, path: "/", query: None, headers: &h, body: None, peer: None };
     let auth = b.authenticate(&req, host, &ext).await.unwrap();
     let p = auth.principal.expect("session principal");
     assert_eq!(p.method, AuthMethod::Session);
@@ -325,12 +326,12 @@ async fn without_client_credentials_sign_in_is_off_but_the_sidecar_starts() {
     let host = &cfg.hosts[0];
     let ext = external("https", "app.example.com");
     let nav = headers(&[("sec-fetch-mode", "navigate"), ("accept", "text/html")]);
-    let req = Request { method: &Method::GET, path: "/x", query: None, headers: &nav, peer: None };
+    let req = Request { method: &Method::GET, path: "/x", query: None, headers: &nav, body: None, peer: None };
     let r = b.challenge(&req, host, &ext, "/x");
     assert_eq!(r.status, 401, "no redirect to a login that cannot work");
     let body: Value = serde_json::from_slice(&r.body).unwrap();
     assert!(body.get("login_url").is_none());
-    let req = Request { method: &Method::GET, path: "/oauth2/login", query: None, headers: &nav, peer: None };
+    let req = Request { method: &Method::GET, path: "/oauth2/login", query: None, headers: &nav, body: None, peer: None };
     let Some(Outcome::Respond(r)) = b.endpoint(&req, host, "/oauth2/login", &ext).await else { panic!() };
     assert_eq!(r.status, 503);
     assert!(r.reason.contains("client_secret"), "{}", r.reason);
