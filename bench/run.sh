@@ -31,9 +31,13 @@
 #
 # Session hooks (issue 3): bench/session/<system>.sh is run once the system is up, with WORK, TOKEN,
 # BENCH_SESSION_KEY, PORT and the system's config path in its environment; it prints the value of a
-# `Cookie:` header for a logged-in session on stdout (exit non-zero = skip the system).
-# The Apache session systems also need APACHE_OIDC_METADATA_URL, APACHE_OIDC_CLIENT_ID and
-# APACHE_OIDC_CLIENT_SECRET (a provider that can log a user in): bench/conf/apache-moa-session.conf.
+# `Cookie:` header for a logged-in session on stdout (exit non-zero = skip the system). It runs again
+# before every point (outside the measured time), so each point starts with a fresh session, as a browser
+# that stores the cookies the server slides would have; a long run never measures a stale-cookie path.
+# The Apache session systems also need a provider that can log a user in (bench/conf/apache-moa-session.conf):
+# APACHE_OIDC_METADATA_URL, APACHE_OIDC_CLIENT_ID and APACHE_OIDC_CLIENT_SECRET, or, when those are unset,
+# run.sh starts the testkit provider TEST_PROVIDER_BIN (default target/debug/test-provider, from
+# `cargo build -p oidc-testkit`) on 127.0.0.1:18089 and uses it.
 
 set -euo pipefail
 
@@ -52,6 +56,7 @@ SIDECAR_BIN=${SIDECAR_BIN:-$ROOT/target/release/oidc-sidecar}
 SIDECAR_CONFIG=${SIDECAR_CONFIG:-$BENCH/sidecar.toml}
 SIDECAR_REDIS_CONFIG=${SIDECAR_REDIS_CONFIG:-$BENCH/sidecar-redis.toml}
 BARE_BIN=${BARE_BIN:-$ROOT/target/release/bare-pingora}
+TEST_PROVIDER_BIN=${TEST_PROVIDER_BIN:-$ROOT/target/debug/test-provider}
 RESULTS_DIR=${RESULTS_DIR:-$BENCH/results}
 KEEP_WORK=${KEEP_WORK:-0}
 
@@ -66,7 +71,7 @@ for tool in wrk nginx apache2 openssl python3 curl taskset envsubst ss; do
     command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install wrk nginx-light apache2 libapache2-mod-auth-openidc openssl curl util-linux gettext-base iproute2)"
 done
 [ -f /usr/lib/apache2/modules/mod_auth_openidc.so ] || die "mod_auth_openidc is not installed (apt-get install libapache2-mod-auth-openidc)"
-for port in 18080 18081 18082 18083 18084 18085 18086 18087 18088 18443 19901 19902; do
+for port in 18080 18081 18082 18083 18084 18085 18086 18087 18088 18089 18443 19901 19902; do
     if ss -Hltn "sport = :$port" | grep -q .; then die "port $port is in use (another bench run?)"; fi
 done
 
@@ -212,6 +217,28 @@ if selected bare-pingora; then
     fi
 fi
 
+# --- a provider that logs a user in, for the mod_auth_openidc session systems (i) ------------------
+# The testkit provider auto-approves /authorize (PKCE S256) and redeems codes for its fixed test client; its
+# tokens live ten years so nothing refreshes during a run. It only serves logins and mod_auth_openidc's
+# metadata/JWKS fetches, never the measured requests, so it shares the load generator's core.
+if { selected apache-moa-cache || selected apache-moa-cookie; } && [ -z "${APACHE_OIDC_METADATA_URL:-}" ] \
+        && [ -x "$TEST_PROVIDER_BIN" ]; then
+    taskset -c "$UPSTREAM_CPU" "$TEST_PROVIDER_BIN" --port 18089 --audience "$AUDIENCE" --scopes "$SCOPE" \
+        --lifetime 315360000 > "$WORK/test-provider.log" 2>&1 &
+    STARTED_PIDS+=("$!")
+    for _ in $(seq 1 50); do
+        curl -sf http://127.0.0.1:18089/.well-known/openid-configuration >/dev/null && break
+        sleep 0.1
+    done
+    if curl -sf http://127.0.0.1:18089/.well-known/openid-configuration >/dev/null; then
+        APACHE_OIDC_METADATA_URL=http://127.0.0.1:18089/.well-known/openid-configuration
+        APACHE_OIDC_CLIENT_ID=00000000-aaaa-bbbb-cccc-000000000001   # oidc_testkit::TEST_CLIENT_ID
+        APACHE_OIDC_CLIENT_SECRET=test-client-secret                 # oidc_testkit::TEST_CLIENT_SECRET
+    else
+        log "the test provider did not start: $(tail -c 300 "$WORK/test-provider.log" | tr '\n' ' ')"
+    fi
+fi
+
 # --- (d) and (i) Apache + mod_auth_openidc --------------------------------------------------------
 if selected apache-moa || selected apache-moa-cache || selected apache-moa-cookie; then
     mkdir -p "$WORK/apache-run"
@@ -223,7 +250,7 @@ if selected apache-moa || selected apache-moa-cache || selected apache-moa-cooki
         render "$BENCH/conf/apache-moa-session.conf" \
             '${APACHE_OIDC_METADATA_URL} ${APACHE_OIDC_CLIENT_ID} ${APACHE_OIDC_CLIENT_SECRET}' >> "$WORK/apache.conf"
     else
-        SKIP[apache-moa-cache]="APACHE_OIDC_METADATA_URL not set (needs a provider that logs a user in)"
+        SKIP[apache-moa-cache]="APACHE_OIDC_METADATA_URL not set and no $TEST_PROVIDER_BIN (cargo build -p oidc-testkit)"
         SKIP[apache-moa-cookie]="${SKIP[apache-moa-cache]}"
     fi
     APACHE_LOCK_DIR=$WORK/apache-run APACHE_RUN_DIR=$WORK/apache-run \
@@ -269,26 +296,29 @@ if selected sidecar-redis; then
 fi
 
 # --- readiness, session hooks, warm-up ------------------------------------------------------------
+is_session() { case $1 in sidecar-cookie|sidecar-redis|apache-moa-cache|apache-moa-cookie) return 0 ;; esac; return 1; }
+
+# Runs the system's session hook; sets HEADER[$sys] to its Cookie header. Non-zero when it found no session.
+session_login() {
+    local sys=$1 hook=$BENCH/session/$1.sh cfg cookie
+    case $sys in
+        sidecar-cookie) cfg=$SIDECAR_CONFIG ;;
+        sidecar-redis) cfg=$SIDECAR_REDIS_CONFIG ;;
+        *) cfg=$WORK/apache.conf ;;
+    esac
+    cookie=$(PORT=${PORT[$sys]} CONFIG=$cfg "$hook") && [ -n "$cookie" ] || return 1
+    HEADER[$sys]="Cookie: $cookie"
+}
+
 ACTIVE=()
 for sys in $SYSTEMS; do
     [ -n "${PORT[$sys]:-}" ] || die "unknown system '$sys'"
     if [ -n "${SKIP[$sys]:-}" ]; then continue; fi
     if [ -z "${PID[$sys]:-}" ]; then SKIP[$sys]="not started"; continue; fi
-    case $sys in
-        sidecar-cookie|sidecar-redis|apache-moa-cache|apache-moa-cookie)
-            hook=$BENCH/session/$sys.sh
-            if [ ! -x "$hook" ]; then SKIP[$sys]="no hook bench/session/$sys.sh (login flow)"; continue; fi
-            case $sys in
-                sidecar-cookie) cfg=$SIDECAR_CONFIG ;;
-                sidecar-redis) cfg=$SIDECAR_REDIS_CONFIG ;;
-                *) cfg=$WORK/apache.conf ;;
-            esac
-            if ! cookie=$(PORT=${PORT[$sys]} CONFIG=$cfg "$hook") || [ -z "$cookie" ]; then
-                SKIP[$sys]="bench/session/$sys.sh found no session"; continue
-            fi
-            HEADER[$sys]="Cookie: $cookie"
-            ;;
-    esac
+    if is_session "$sys"; then
+        if [ ! -x "$BENCH/session/$sys.sh" ]; then SKIP[$sys]="no hook bench/session/$sys.sh (login flow)"; continue; fi
+        if ! session_login "$sys"; then SKIP[$sys]="bench/session/$sys.sh found no session"; continue; fi
+    fi
     if ! wait_status "$sys" 30; then
         case $sys in
             sidecar-redis) SKIP[$sys]="not ready (log: $(tail -c 300 "$WORK/sidecar-redis.log" 2>/dev/null | tr '\n\t' '  '))" ;;
@@ -320,6 +350,9 @@ run_wrk() {  # system seconds -> wrk output on stdout
 
 measure() {  # round system
     local rnd=$1 sys=$2 pids before after t0 t1 out
+    if is_session "$sys"; then
+        session_login "$sys" || log "round $rnd $sys: the session hook failed; reusing the previous session"
+    fi
     [ "$sys" = upstream ] && pin_upstream "$SUT_CPU"
     [ "$WARMUP" -gt 0 ] && run_wrk "$sys" "$WARMUP" >/dev/null
     pids=$(tree_pids "${PID[$sys]}")

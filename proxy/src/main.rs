@@ -136,7 +136,12 @@ fn explain(path: PathBuf, host: String, req_path: String, method: String, token:
     };
     let report = rt.block_on(oidc_sidecar::explain::explain(&cfg, &token, &host, &req_path, &method));
     println!("{report}");
-    ExitCode::SUCCESS
+    // Scripts can tell the verdict without parsing: 0 = would pass, 1 = would be refused.
+    if report.status == 200 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 fn migrate_apache(file: PathBuf) -> ExitCode {

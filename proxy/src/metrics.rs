@@ -15,6 +15,8 @@ struct Metrics {
     verifications: IntCounterVec,
     jwks_fetches: IntCounterVec,
     latency: HistogramVec,
+    /// The hot outcome, resolved once: a repeated token is the common case.
+    cached: prometheus::IntCounter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -48,7 +50,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     ] {
         registry.register(c).expect("metric names are unique");
     }
-    Metrics { registry, requests, verifications, jwks_fetches, latency }
+    let cached = verifications.with_label_values(&["cached"]);
+    Metrics { registry, requests, verifications, jwks_fetches, latency, cached }
 });
 
 /// One finished request. `host` is the configured host name (never the raw Host header: bounded label set).
@@ -60,7 +63,11 @@ pub fn request(host: &str, status: u16, decision: &str, seconds: f64) {
 
 /// One token verification; `outcome` is `ok`, `cached` or the error kind (`expired`, `audience`, ...).
 pub fn verification(outcome: &str) {
-    METRICS.verifications.with_label_values(&[outcome]).inc();
+    if outcome == "cached" {
+        METRICS.cached.inc();
+    } else {
+        METRICS.verifications.with_label_values(&[outcome]).inc();
+    }
 }
 
 /// One discovery or JWKS fetch; `ok` false counts a failure.

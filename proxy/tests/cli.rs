@@ -75,9 +75,11 @@ async fn explain_says_check_by_check_why() {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("signature"), "{text} / {}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("verdict: 200"), "{text}");
+    assert!(out.status.success());
     let out = run("/admin/x", token.clone()).await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("verdict: 403") && text.contains("Admin"), "{text}");
+    assert_eq!(out.status.code(), Some(1), "a refused verdict exits 1");
     let mut c = provider.default_claims();
     c["aud"] = serde_json::json!("api://other");
     let out = run("/items", provider.sign(c)).await.unwrap();

@@ -159,7 +159,8 @@ describeWithSidecar('Postman collection (examples/postman) with newman', () => {
   let vars;
 
   before(async () => {
-    // The provider registers Postman's callback for its web clients, as the user's app registration would.
+    // The user folder's redirect URI: the demo's callback, which the demo's provider registers for its web clients
+    // (Postman's sign-in window catches the redirect; the sidecar never sees that code).
     const redirectUri = variables({}).redirect_uri;
     stack = await startStack({ providerEnv: { REDIRECT_URIS: redirectUri } });
     const { provider } = stack;
@@ -186,6 +187,8 @@ describeWithSidecar('Postman collection (examples/postman) with newman', () => {
     assert.equal(file.auth_url, onDemoPort(meta.authorization_endpoint));
     assert.equal(file.tenant_id, stack.provider.tenantId);
     assert.equal(file.base_url, 'http://127.0.0.1:8081', 'the demo\'s API sidecar (tests/e2e/demo.js API_SIDECAR_PORT)');
+    assert.equal(file.redirect_uri, 'http://127.0.0.1:8080/oauth2/callback', 'registered by tests/e2e/demo.js');
+    assert.equal(COLLECTION.info.schema, 'https://schema.getpostman.com/json/collection/v2.1.0/collection.json');
   });
 
   test('client-credentials folder: every request runs and every test passes', async () => {

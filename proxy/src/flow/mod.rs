@@ -113,6 +113,10 @@ pub struct Trace {
     pub host: Option<String>,
     /// Index of the host in the config, once known (security headers for local answers too).
     pub host_idx: Option<usize>,
+    /// How the caller authenticated (`bearer`, `session`), even when the answer is a refusal.
+    pub auth: Option<&'static str>,
+    /// The caller's subject (oid/sub), never a token.
+    pub subject: Option<String>,
     pub route_line: Option<usize>,
 }
 
@@ -321,6 +325,10 @@ impl App {
 
         // 3. Authorize.
         let who = prepared.as_ref().map(|p| &p.principal).or(principal.as_ref());
+        if let Some(p) = who {
+            trace.auth = Some(p.method.as_str());
+            trace.subject = Some(p.subject.clone());
+        }
         match policy::evaluate(&route.access, who) {
             Decision::Allow => {}
             Decision::Unauthenticated => {

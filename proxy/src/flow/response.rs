@@ -74,7 +74,8 @@ impl LocalResponse {
     /// 401 for a token that was sent but is not acceptable (`invalid_token`) or a malformed request
     /// (`invalid_request`), naming the precise reason.
     pub fn bad_token(realm: &str, error: &'static str, description: &str) -> Self {
-        let mut r = Self::json_error(401, "invalid_token", error, description);
+        let decision = if error == "invalid_request" { "invalid_request" } else { "invalid_token" };
+        let mut r = Self::json_error(401, decision, error, description);
         r.headers.push((
             "WWW-Authenticate".into(),
             format!("Bearer realm={}, error={}, error_description={}", quote(realm), quote(error), quote(description)),

@@ -223,8 +223,9 @@ impl ProxyHttp for Gateway {
         for name in spoofed {
             upstream_request.remove_header(&name);
         }
+        // Every identity-namespace header is gone by now, so appending is safe and skips a search per header.
         for (name, value) in forward.identity.iter() {
-            upstream_request.insert_header(name.clone(), value.clone())?;
+            upstream_request.append_header(name.clone(), value.clone())?;
         }
         match &forward.authorization {
             AuthorizationHeader::Keep => {}
@@ -334,8 +335,8 @@ impl ProxyHttp for Gateway {
             status,
             latency_ms = latency.as_secs_f64() * 1000.0,
             upstream_ms,
-            auth = ctx.auth,
-            subject = ctx.subject.as_deref(),
+            auth = ctx.trace.auth.unwrap_or(ctx.auth),
+            subject = ctx.subject.as_deref().or(ctx.trace.subject.as_deref()),
             decision = ctx.decision,
             reason = ctx.reason.as_str(),
             route_line = ctx.trace.route_line,
