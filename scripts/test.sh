@@ -34,6 +34,9 @@ if [ -d tests/static ]; then
   .venv-static/bin/python -m pytest -q tests/static || failed+=(static-checks)
 fi
 
+step "Docker image build steps, outside Docker (no engine here): docker/build-outside-docker.sh"
+bash docker/build-outside-docker.sh || failed+=(docker-build)
+
 if [ -f tests/e2e/package.json ]; then
   step "end-to-end (provider, browser, upstream, redis)"
   (cd tests/e2e && npm test) || failed+=(e2e)
