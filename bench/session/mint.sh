@@ -7,8 +7,12 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 MINT_BIN=${MINT_BIN:-$ROOT/target/release/examples/mint_session}
 : "${CONFIG:?CONFIG (the sidecar config) is not set}"
 : "${BENCH_SESSION_KEY:?BENCH_SESSION_KEY is not set (the config seals with it)}"
-if [ ! -x "$MINT_BIN" ]; then
-    echo "building $MINT_BIN (cargo build --release --example mint_session)" >&2
-    (cd "$ROOT" && cargo build --release --example mint_session -q) >&2
+SIDECAR_BIN=${SIDECAR_BIN:-$ROOT/target/release/oidc-sidecar}
+# Built when missing, or older than the sidecar binary it seals for (its session format may have changed).
+# Checked once: the mark makes later calls (run.sh calls this before every point) skip cargo.
+if [ ! -x "$MINT_BIN" ] || [ "$SIDECAR_BIN" -nt "$MINT_BIN" ]; then
+    echo "building $MINT_BIN (cargo build --release -p oidc-sidecar --example mint_session)" >&2
+    (cd "$ROOT" && cargo build --release -p oidc-sidecar --example mint_session -q) >&2
+    touch "$MINT_BIN"
 fi
 exec "$MINT_BIN" --config "$CONFIG" "$@"

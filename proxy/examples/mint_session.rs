@@ -122,6 +122,11 @@ fn kept_claims(config: &Config) -> Vec<String> {
 
 async fn mint(args: Args) -> Result<String, String> {
     let config = config::load(&args.config).map_err(|e| e.to_string())?;
+    mint_for(&config, &args).await
+}
+
+/// The `Cookie:` header value of a new session for `config`'s store (saved to Redis first with that store).
+async fn mint_for(config: &Config, args: &Args) -> Result<String, String> {
     let is_redis = config.session.store == config::SessionStore::Redis;
     if args.redis != is_redis {
         return Err(format!(
@@ -138,12 +143,12 @@ async fn mint(args: Args) -> Result<String, String> {
     }
     let store = SessionStore::new(&config.session, Arc::new(ring)).map_err(|e| e.to_string())?;
 
-    let (id, mut access) = user_claims(&args);
+    let (id, mut access) = user_claims(args);
     // As at the callback: an ID token's scp grants nothing; scopes come from the access token.
     let mut id = id;
     id.remove("scp");
     access.remove("sid");
-    let claims = merge_claims(&id, Some(&access), &kept_claims(&config));
+    let claims = merge_claims(&id, Some(&access), &kept_claims(config));
     let subject = ["oid", "sub"]
         .iter()
         .find_map(|k| claims.get(*k).and_then(Value::as_str))
@@ -193,5 +198,95 @@ async fn main() -> ExitCode {
             eprintln!("mint_session: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn bench_config(extra_session: &str) -> Config {
+        let text = format!(
+            r#"
+[provider]
+issuer = "http://127.0.0.1:18088"
+client_id = "bench"
+client_secret = "s"
+audiences = ["api://bench"]
+
+[session]
+store = "cookie"
+keys = ["{KEY}"]
+{extra_session}
+
+[[hosts]]
+name = "*"
+upstream = "http://127.0.0.1:18080"
+login = "deny"
+
+[[hosts.routes]]
+path = "/"
+scopes = ["bench.read"]
+"#
+        );
+        let no_env = |_: &str| -> Option<String> { None };
+        config::load_str_with_env(&text, Path::new("bench.toml"), &no_env).expect("test config loads")
+    }
+
+    #[test]
+    fn parses_flags() {
+        let a = parse(args(&["--config", "x.toml", "--redis", "--claim", "roles=[\"A\"]", "--claim", "dept=Sales"]))
+            .unwrap();
+        assert_eq!(a.config, PathBuf::from("x.toml"));
+        assert!(a.redis && !a.https);
+        assert_eq!(a.scp, "bench.read");
+        assert_eq!(a.claims[0], ("roles".to_string(), json!(["A"])));
+        assert_eq!(a.claims[1], ("dept".to_string(), json!("Sales")));
+        assert!(parse(args(&["--redis"])).is_err(), "--config is required");
+        assert!(parse(args(&["--config"])).is_err());
+        assert!(parse(args(&["--config", "x", "--claim", "novalue"])).is_err());
+        assert!(parse(args(&["--config", "x", "--what"])).is_err());
+    }
+
+    /// The printed cookie is one the sidecar's own store opens, with the claims the bench route needs.
+    #[tokio::test(flavor = "current_thread")]
+    async fn minted_cookie_opens_with_the_sidecars_store() {
+        let config = bench_config("");
+        let a = parse(args(&["--config", "bench.toml"])).unwrap();
+        let cookie = mint_for(&config, &a).await.unwrap();
+        assert!(cookie.starts_with("oidc_session="), "plain http drops __Host-: {cookie}");
+
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::COOKIE, cookie.parse().unwrap());
+        let ring = KeyRing::from_config(&config.session).unwrap();
+        let store = SessionStore::new(&config.session, Arc::new(ring)).unwrap();
+        let data = store.load(&CookieMap::from_headers(&headers), false).await.unwrap().expect("session opens");
+        assert_eq!(data.claim_str("scp"), Some("bench.read"));
+        assert_eq!(data.claim_str("oid"), Some("00000000-0000-0000-0000-00000000be4c"));
+        assert_eq!(data.claim_str("name"), Some("Bench User"));
+        assert_eq!(data.subject, "00000000-0000-0000-0000-00000000be4c");
+        assert!(data.refresh_token.is_none() && data.access_token.is_none(), "nothing to refresh or forward");
+        assert!(!data.needs_refresh(unix_now() + 365 * 24 * 3600, std::time::Duration::from_secs(60)));
+
+        // Under another key it is no session at all.
+        let foreign = SessionStore::new(&config.session, Arc::new(KeyRing::ephemeral())).unwrap();
+        assert!(foreign.load(&CookieMap::from_headers(&headers), false).await.unwrap().is_none());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn https_names_and_store_mismatch() {
+        let config = bench_config("");
+        let a = parse(args(&["--config", "bench.toml", "--https"])).unwrap();
+        assert!(mint_for(&config, &a).await.unwrap().starts_with("__Host-oidc_session="));
+        let a = parse(args(&["--config", "bench.toml", "--redis"])).unwrap();
+        let err = mint_for(&config, &a).await.unwrap_err();
+        assert!(err.contains("session.store is cookie"), "{err}");
     }
 }

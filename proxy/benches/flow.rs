@@ -1,0 +1,61 @@
+//! The whole authorization decision for one request, without sockets: `flow::App::handle` as the gateway calls it.
+//!
+//! Cases: a repeated valid Bearer token (the common case: verified-token and prepared-identity caches hit), a fresh
+//! token each time is not measured here (see `verify` for the signature cost), and a request without a token (401).
+//! `cargo bench -p oidc-sidecar --bench flow -- --warm-up-time 1 --measurement-time 3`
+
+use std::sync::Arc;
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use http::{HeaderMap, HeaderValue, Method};
+use oidc_sidecar::flow::{App, Outcome, Request, Trace};
+use oidc_sidecar::identity::AssertionSigner;
+use oidc_sidecar::oidc::KeyStore;
+use oidc_testkit::TestProvider;
+
+fn bench_flow(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let (provider, app) = rt.block_on(async {
+        let provider = TestProvider::start().await;
+        let toml = format!(
+            "[provider]\nissuer = \"{}\"\nclient_id = \"c\"\naudiences = [\"{}\"]\n[[hosts]]\nname = \"api.test\"\nupstream = \"http://127.0.0.1:8000\"\nlogin = \"deny\"\n[[hosts.routes]]\npath = \"/\"\nscopes = [\"user.read\"]\n",
+            provider.issuer(),
+            provider.audience()
+        );
+        let cfg = oidc_sidecar::config::load_str(&toml, std::path::Path::new("bench.toml")).expect("config");
+        let keys = KeyStore::new(&cfg.provider).expect("key store");
+        keys.refresh().await.expect("keys");
+        let signer = AssertionSigner::generate("oidc-sidecar".into(), std::time::Duration::from_secs(300)).expect("signer");
+        let app = App::new(Arc::new(cfg), keys, signer).expect("app");
+        (provider, app)
+    });
+    let token = provider.sign(provider.default_claims());
+    let mut with_token = HeaderMap::new();
+    with_token.insert("host", HeaderValue::from_static("api.test"));
+    with_token.insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).expect("header"));
+    with_token.insert("accept", HeaderValue::from_static("application/json"));
+    let mut without = HeaderMap::new();
+    without.insert("host", HeaderValue::from_static("api.test"));
+    without.insert("accept", HeaderValue::from_static("application/json"));
+    let get = Method::GET;
+    fn req<'a>(method: &'a Method, headers: &'a HeaderMap) -> Request<'a> {
+        Request { method, path: "/items/42", query: Some("x=1"), headers, body: None, peer: Some([127, 0, 0, 1].into()) }
+    }
+    // First call fills the caches.
+    match rt.block_on(app.handle(req(&get, &with_token), &mut Trace::default())) {
+        Outcome::Forward(_) => {}
+        Outcome::Respond(r) => panic!("expected a forward, got {}", r.status),
+    }
+
+    let mut g = c.benchmark_group("flow");
+    g.bench_function("bearer_repeated_token", |b| {
+        b.iter(|| rt.block_on(app.handle(black_box(req(&get, &with_token)), &mut Trace::default())))
+    });
+    g.bench_function("no_token_401", |b| {
+        b.iter(|| rt.block_on(app.handle(black_box(req(&get, &without)), &mut Trace::default())))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_flow);
+criterion_main!(benches);
