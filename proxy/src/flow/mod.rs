@@ -93,6 +93,9 @@ pub struct App {
     /// What a verified Bearer token means on one host: its principal and ready-made upstream headers (with the
     /// signed assertion), so a token seen again costs no claim parsing, no signature and no header building.
     prepared: moka::sync::Cache<(usize, usize), Arc<Prepared>>,
+    /// The same for a session: its upstream headers by (session cache key, host). The key changes whenever the
+    /// session's tokens do (refresh), so a refreshed session never reuses old roles.
+    session_headers: moka::sync::Cache<([u8; 32], usize), (Arc<Vec<(HeaderName, HeaderValue)>>, i64)>,
     /// Set on SIGTERM: the health path answers 503 so the ALB stops sending new requests.
     pub draining: AtomicBool,
 }
@@ -200,7 +203,11 @@ impl App {
             .max_capacity(10_000)
             .time_to_live(config.identity.assertion_ttl.max(std::time::Duration::from_secs(1)))
             .build();
-        Ok(App { config, router, keys, verifier, signer, browser, assets, prepared, draining: AtomicBool::new(false) })
+        let session_headers = moka::sync::Cache::builder()
+            .max_capacity(10_000)
+            .time_to_live(config.identity.assertion_ttl.max(std::time::Duration::from_secs(1)))
+            .build();
+        Ok(App { config, router, keys, verifier, signer, browser, assets, prepared, session_headers, draining: AtomicBool::new(false) })
     }
 
     pub fn start_draining(&self) {
@@ -408,7 +415,19 @@ impl App {
         let mut identity = Arc::new(Vec::new());
         let mut auth = "anonymous";
         let mut subject = None;
-        if let Some((p, cache_key)) = &principal {
+        let session_key = match &principal {
+            Some((p, Some(k))) if p.method == AuthMethod::Session => Some((*k, host_idx)),
+            _ => None,
+        };
+        let cached = session_key
+            .as_ref()
+            .and_then(|k| self.session_headers.get(k))
+            .filter(|(_, fresh_until)| *fresh_until > now());
+        if let (Some((headers, _)), Some((p, _))) = (cached, &principal) {
+            identity = headers;
+            auth = p.method.as_str();
+            subject = Some(p.subject.clone());
+        } else if let Some((p, cache_key)) = &principal {
             let mut key = cache_key.unwrap_or_else(|| Sha256::digest(p.subject.as_bytes()).into());
             // The assertion's audience is the host, so the same token on two hosts gets two assertions.
             let host_hash: [u8; 32] = Sha256::digest(host.name.as_bytes()).into();
@@ -440,6 +459,10 @@ impl App {
             ));
             auth = p.method.as_str();
             subject = Some(p.subject.clone());
+            if let Some(k) = session_key {
+                let half_life = (self.config.identity.assertion_ttl.as_secs() / 2) as i64;
+                self.session_headers.insert(k, (identity.clone(), (now() + half_life).min(p.expires_at)));
+            }
         }
         let authorization = match (&session_token, host.forward_access_token) {
             (Some(token), true) => AuthorizationHeader::Replace(format!("Bearer {token}")),
