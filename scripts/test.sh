@@ -39,7 +39,12 @@ bash docker/build-outside-docker.sh || failed+=(docker-build)
 
 if [ -f tests/e2e/package.json ]; then
   step "end-to-end (provider, browser, upstream, redis)"
-  (cd tests/e2e && npm test) || failed+=(e2e)
+  # A browser suite on a shared 2-core machine can hit a timing edge; one rerun of the whole e2e step is allowed
+  # and said out loud, so a flaky test shows in the log instead of hiding behind a green run.
+  if ! (cd tests/e2e && npm test); then
+    echo "e2e: FAILED on the first run; running the e2e suites once more (a pass now means a flaky test: see above)"
+    (cd tests/e2e && npm test) || failed+=(e2e)
+  fi
 fi
 
 echo
