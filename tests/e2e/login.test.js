@@ -224,9 +224,11 @@ describeWithSidecar('browser sign-in through the sidecar (cookie store)', () => 
       const [c] = cookies;
       const mid = Math.floor(c.value.length / 2);
       const flipped = c.value.slice(0, mid) + (c.value[mid] === 'A' ? 'B' : 'A') + c.value.slice(mid + 1);
-      await tb.context.addCookies([{ ...c, value: flipped }]);
-
-      const cookie = (await sessionCookies(tb.context, sc.url)).map((x) => `${x.name}=${x.value}`).join('; ');
+      // Replace the jar's cookie by the tampered one. Re-adding `{ ...c, value }` was occasionally dropped by
+      // Chromium (the jar came back empty, so nothing was sent): clear, then add by URL, and send it explicitly.
+      await tb.context.clearCookies({ name: c.name });
+      await tb.context.addCookies([{ name: c.name, value: flipped, url: sc.url }]);
+      const cookie = `${c.name}=${flipped}`;
       const res = await fetch(`${sc.url}/api/me`, { headers: { cookie, Accept: 'application/json' }, redirect: 'manual' });
       assert.equal(res.status, 401);
       const cleared = res.headers.getSetCookie().filter((s) => sessionCookieNames().some((n) => s.startsWith(n)));
