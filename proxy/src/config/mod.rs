@@ -17,6 +17,8 @@ pub mod env;
 mod load;
 mod describe;
 
+#[cfg(test)]
+pub(crate) use load::DEFAULT_ALGORITHMS;
 pub use load::{decode_session_key, load, load_str, load_str_with_env, load_with_env, ConfigError};
 pub use describe::{access_words, describe};
 

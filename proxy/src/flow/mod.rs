@@ -355,45 +355,91 @@ impl App {
             return Outcome::Respond(with_cookies(assets.serve(req.method, &path, req.headers), &set_cookies));
         }
 
-        // 5. Forward with identity.
+        // 5. Forward with identity: a repeated token's prepared headers, or headers made now (and remembered).
         let cookie = self.browser.upstream_cookie(req.headers, &external);
-        if let Some(p) = prepared {
-            return Outcome::Forward(Box::new(Forward {
-                host: host_idx,
-                upstream: match &host.backend {
-                    Backend::Upstream { addr, .. } => *addr,
-                    Backend::Static { .. } => return self.forward(host_idx, host, path_and_query, external, None, set_cookies, None, cookie),
-                },
-                path_and_query,
-                identity: p.headers.clone(),
-                authorization: if host.forward_authorization { AuthorizationHeader::Keep } else { AuthorizationHeader::Drop },
-                cookie,
-                external,
-                set_cookies,
-                auth: AuthMethod::Bearer.as_str(),
-                subject: Some(p.principal.subject.clone()),
-            }));
+        if let Some(p) = &prepared {
+            let identity = Some((p.headers.clone(), &p.principal));
+            return self.forward(host_idx, host, path_and_query, external, identity, set_cookies, None, cookie);
         }
-        let outcome = self.forward(
-            host_idx,
-            host,
-            path_and_query,
-            external,
-            principal.clone().map(|p| (p, cache_key)),
-            set_cookies,
-            session_token,
-            cookie,
-        );
-        // Remember what this token means here, so the next request with it skips the work above.
-        if let (Some(token), Some(p), Outcome::Forward(f)) = (bearer_token, principal, &outcome) {
-            let half_life = (self.config.identity.assertion_ttl.as_secs() / 2) as i64;
-            let fresh_until = (now() + half_life).min(p.expires_at);
+        let Some(p) = principal else {
+            return self.forward(host_idx, host, path_and_query, external, None, set_cookies, session_token, cookie);
+        };
+        let headers = match self.identity_headers(host_idx, host, &p, cache_key, session_token.as_deref()) {
+            Ok(h) => h,
+            Err(answer) => return Outcome::Respond(answer),
+        };
+        let identity = Some((headers.clone(), &p));
+        let outcome = self.forward(host_idx, host, path_and_query, external, identity, set_cookies, session_token, cookie);
+        if let Some(token) = bearer_token {
             let key = (Arc::as_ptr(&token) as usize, host_idx);
-            self.prepared.insert(key, Arc::new(Prepared { token, principal: p, headers: f.identity.clone(), fresh_until }));
+            let fresh_until = self.fresh_until(p.expires_at);
+            self.prepared.insert(key, Arc::new(Prepared { token, principal: p, headers, fresh_until }));
         }
         outcome
     }
 
+    /// Until when a prepared identity may be reused: while the assertion has at least half its life left, and
+    /// never past the caller's own credentials.
+    fn fresh_until(&self, expires_at: i64) -> i64 {
+        let half_life = (self.config.identity.assertion_ttl.as_secs() / 2) as i64;
+        (now() + half_life).min(expires_at)
+    }
+
+    /// The upstream identity headers for `p` on this host, with the signed assertion. A session's are remembered
+    /// by (session cache key, host); a Bearer token's by the caller (see `prepared`).
+    fn identity_headers(
+        &self,
+        host_idx: usize,
+        host: &HostConfig,
+        p: &Principal,
+        cache_key: Option<[u8; 32]>,
+        session_token: Option<&str>,
+    ) -> Result<Arc<Vec<(HeaderName, HeaderValue)>>, LocalResponse> {
+        let session_key = match cache_key {
+            Some(k) if p.method == AuthMethod::Session => Some((k, host_idx)),
+            _ => None,
+        };
+        if let Some((headers, _)) =
+            session_key.as_ref().and_then(|k| self.session_headers.get(k)).filter(|(_, fresh)| *fresh > now())
+        {
+            return Ok(headers);
+        }
+        let mut key = cache_key.unwrap_or_else(|| Sha256::digest(p.subject.as_bytes()).into());
+        // The assertion's audience is the host, so the same token on two hosts gets two assertions.
+        let host_hash: [u8; 32] = Sha256::digest(host.name.as_bytes()).into();
+        for (k, h) in key.iter_mut().zip(host_hash) {
+            *k ^= h;
+        }
+        let assertion = match self.signer.sign_cached(&key, p, &host.name, now()) {
+            Ok(a) => a,
+            // Accepted within the clock-skew leeway but already past `exp`: the assertion would be born dead.
+            Err(crate::identity::AssertionError::Expired) => {
+                return Err(LocalResponse::bad_token(&host.name, "invalid_token", "the token has expired"))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "identity assertion could not be signed");
+                return Err(LocalResponse::json_error(
+                    500,
+                    "internal",
+                    "server_error",
+                    "the identity assertion could not be signed",
+                ));
+            }
+        };
+        let headers = header_values(id_headers::upstream_headers(
+            p,
+            &assertion,
+            &self.config.identity.header_prefix,
+            host.claim_headers,
+            if host.forward_access_token { session_token } else { None },
+        ));
+        if let Some(k) = session_key {
+            self.session_headers.insert(k, (headers.clone(), self.fresh_until(p.expires_at)));
+        }
+        Ok(headers)
+    }
+
+    /// The forward itself: where to, and what happens to `Authorization`.
     #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
@@ -401,73 +447,26 @@ impl App {
         host: &HostConfig,
         path_and_query: String,
         external: External,
-        principal: Option<(Principal, Option<[u8; 32]>)>,
+        identity: Option<(Arc<Vec<(HeaderName, HeaderValue)>>, &Principal)>,
         set_cookies: Vec<String>,
         session_token: Option<String>,
         cookie: Option<Option<String>>,
     ) -> Outcome {
         let upstream = match &host.backend {
             Backend::Upstream { addr, .. } => *addr,
+            // Static hosts are answered from their files before this point.
             Backend::Static { .. } => {
                 return Outcome::Respond(LocalResponse::not_found("static serving is not available for this host"))
             }
         };
-        let mut identity = Arc::new(Vec::new());
-        let mut auth = "anonymous";
-        let mut subject = None;
-        let session_key = match &principal {
-            Some((p, Some(k))) if p.method == AuthMethod::Session => Some((*k, host_idx)),
-            _ => None,
-        };
-        let cached = session_key
-            .as_ref()
-            .and_then(|k| self.session_headers.get(k))
-            .filter(|(_, fresh_until)| *fresh_until > now());
-        if let (Some((headers, _)), Some((p, _))) = (cached, &principal) {
-            identity = headers;
-            auth = p.method.as_str();
-            subject = Some(p.subject.clone());
-        } else if let Some((p, cache_key)) = &principal {
-            let mut key = cache_key.unwrap_or_else(|| Sha256::digest(p.subject.as_bytes()).into());
-            // The assertion's audience is the host, so the same token on two hosts gets two assertions.
-            let host_hash: [u8; 32] = Sha256::digest(host.name.as_bytes()).into();
-            for (k, h) in key.iter_mut().zip(host_hash) {
-                *k ^= h;
-            }
-            let assertion = match self.signer.sign_cached(&key, p, &host.name, now()) {
-                Ok(a) => a,
-                // Accepted within the clock-skew leeway but already past `exp`: the assertion would be born dead.
-                Err(crate::identity::AssertionError::Expired) => {
-                    return Outcome::Respond(LocalResponse::bad_token(&host.name, "invalid_token", "the token has expired"))
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "identity assertion could not be signed");
-                    return Outcome::Respond(LocalResponse::json_error(
-                        500,
-                        "internal",
-                        "server_error",
-                        "the identity assertion could not be signed",
-                    ));
-                }
-            };
-            identity = header_values(id_headers::upstream_headers(
-                p,
-                &assertion,
-                &self.config.identity.header_prefix,
-                host.claim_headers,
-                if host.forward_access_token { session_token.as_deref() } else { None },
-            ));
-            auth = p.method.as_str();
-            subject = Some(p.subject.clone());
-            if let Some(k) = session_key {
-                let half_life = (self.config.identity.assertion_ttl.as_secs() / 2) as i64;
-                self.session_headers.insert(k, (identity.clone(), (now() + half_life).min(p.expires_at)));
-            }
-        }
         let authorization = match (&session_token, host.forward_access_token) {
             (Some(token), true) => AuthorizationHeader::Replace(format!("Bearer {token}")),
             _ if host.forward_authorization => AuthorizationHeader::Keep,
             _ => AuthorizationHeader::Drop,
+        };
+        let (identity, auth, subject) = match identity {
+            Some((headers, p)) => (headers, p.method.as_str(), Some(p.subject.clone())),
+            None => (Arc::new(Vec::new()), "anonymous", None),
         };
         Outcome::Forward(Box::new(Forward {
             host: host_idx,

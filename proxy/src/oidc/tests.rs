@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::Algorithm;
 use oidc_testkit::{TestProvider, TEST_AUDIENCE, TEST_CLIENT_ID, TEST_TENANT};
 use serde_json::json;
 
@@ -23,17 +22,7 @@ pub(crate) fn provider_config(issuer: &str) -> ProviderConfig {
         audiences: vec![TEST_AUDIENCE.to_string(), "6e3a0e1c-0000-4000-8000-00000000a11d".to_string()],
         required_tenant: Some(TEST_TENANT.to_string()),
         clock_skew: Duration::from_secs(60),
-        algorithms: vec![
-            Algorithm::RS256,
-            Algorithm::RS384,
-            Algorithm::RS512,
-            Algorithm::PS256,
-            Algorithm::PS384,
-            Algorithm::PS512,
-            Algorithm::ES256,
-            Algorithm::ES384,
-            Algorithm::EdDSA,
-        ],
+        algorithms: crate::config::DEFAULT_ALGORITHMS.to_vec(),
         scopes: vec!["openid".into(), "profile".into(), "email".into(), "offline_access".into()],
         jwks_refresh: Duration::from_secs(3600),
         jwks_refetch_cooldown: Duration::from_secs(30),
