@@ -24,6 +24,7 @@ DESCRIPTION = {
     "upstream": "(a) upstream directly (nginx `return 200`)",
     "nginx": "(b) nginx plain reverse proxy",
     "bare-pingora": "(c) bare Pingora pass-through",
+    "bare-pingora-cookie": "(c') bare Pingora pass-through, sent (g)'s session Cookie header",
     "apache-moa": "(d) Apache + mod_auth_openidc, Bearer",
     "sidecar-bearer": "(e) sidecar, valid Bearer",
     "sidecar-401": "(f) sidecar, no token (401)",
@@ -41,6 +42,9 @@ RATIOS = [
     ("sidecar-cookie", "bare-pingora", 0.85, "cookie session vs bare Pingora"),
     ("sidecar-cookie", "apache-moa-cache", 4.0, "cookie session vs mod_auth_openidc session (server cache)"),
     ("sidecar-redis", "bare-pingora", 0.6, "Redis session vs bare Pingora"),
+    # The same client request on both sides: the pass-through also receives (and forwards) the session cookie.
+    ("sidecar-cookie", "bare-pingora-cookie", 0.85, "cookie session vs bare Pingora, same request"),
+    ("sidecar-redis", "bare-pingora-cookie", 0.6, "Redis session vs bare Pingora, same request"),
 ]
 
 

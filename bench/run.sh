@@ -10,6 +10,8 @@
 #   upstream          (a) the upstream itself (nginx `return 200`, moved to SUT_CPU for its point)
 #   nginx             (b) nginx as a plain reverse proxy, 1 worker, keep-alive to the upstream
 #   bare-pingora      (c) bench/passthrough: the smallest Pingora proxy, 1 thread
+#   bare-pingora-cookie (c') the same process, sent the Cookie header of (g): the same request as the session
+#                     points, so their ratio compares proxies, not request sizes  [hook: bench/session/mint.sh]
 #   apache-moa        (d) Apache mpm_event (1 process) + mod_auth_openidc checking the Bearer token
 #   sidecar-bearer    (e) oidc-sidecar, 1 thread, valid Bearer token
 #   sidecar-401       (f) oidc-sidecar, no token -> 401
@@ -50,7 +52,7 @@ WARMUP=${WARMUP:-2}
 LOADGEN_CPU=${LOADGEN_CPU:-0}
 SUT_CPU=${SUT_CPU:-1}
 UPSTREAM_CPU=${UPSTREAM_CPU:-$LOADGEN_CPU}
-SYSTEMS=${SYSTEMS:-"upstream nginx bare-pingora apache-moa sidecar-bearer sidecar-401 sidecar-cookie sidecar-redis apache-moa-cache apache-moa-cookie"}
+SYSTEMS=${SYSTEMS:-"upstream nginx bare-pingora bare-pingora-cookie apache-moa sidecar-bearer sidecar-401 sidecar-cookie sidecar-redis apache-moa-cache apache-moa-cookie"}
 ACCESS_LOG=${ACCESS_LOG:-1}
 SIDECAR_BIN=${SIDECAR_BIN:-$ROOT/target/release/oidc-sidecar}
 SIDECAR_CONFIG=${SIDECAR_CONFIG:-$BENCH/sidecar.toml}
@@ -82,7 +84,7 @@ RAW=$WORK/raw.tsv
 : > "$RAW"
 
 declare -A PID     # system -> root process id (nginx/apache master, or the binary itself)
-declare -A PORT=([upstream]=18080 [nginx]=18081 [bare-pingora]=18082 [apache-moa]=18083
+declare -A PORT=([upstream]=18080 [nginx]=18081 [bare-pingora]=18082 [bare-pingora-cookie]=18082 [apache-moa]=18083
                  [sidecar-bearer]=18084 [sidecar-401]=18084 [sidecar-cookie]=18084 [sidecar-redis]=18085
                  [apache-moa-cache]=18086 [apache-moa-cookie]=18087)
 declare -A HEADER  # system -> extra request header for wrk/curl
@@ -206,14 +208,17 @@ if selected nginx; then
 fi
 
 # --- (c) bare Pingora -----------------------------------------------------------------------------
-if selected bare-pingora; then
+if selected bare-pingora || selected bare-pingora-cookie; then
     if [ -x "$BARE_BIN" ]; then
         taskset -c "$SUT_CPU" "$BARE_BIN" 127.0.0.1:18082 127.0.0.1:18080 > "$WORK/bare-pingora.log" 2>&1 &
         PID[bare-pingora]=$!
+        PID[bare-pingora-cookie]=$!
         STARTED_PIDS+=("$!")
         EXPECT[bare-pingora]=200
+        EXPECT[bare-pingora-cookie]=200
     else
         SKIP[bare-pingora]="no $BARE_BIN (cargo build --release -p bare-pingora)"
+        SKIP[bare-pingora-cookie]=${SKIP[bare-pingora]}
     fi
 fi
 
@@ -296,13 +301,13 @@ if selected sidecar-redis; then
 fi
 
 # --- readiness, session hooks, warm-up ------------------------------------------------------------
-is_session() { case $1 in sidecar-cookie|sidecar-redis|apache-moa-cache|apache-moa-cookie) return 0 ;; esac; return 1; }
+is_session() { case $1 in bare-pingora-cookie|sidecar-cookie|sidecar-redis|apache-moa-cache|apache-moa-cookie) return 0 ;; esac; return 1; }
 
 # Runs the system's session hook; sets HEADER[$sys] to its Cookie header. Non-zero when it found no session.
 session_login() {
     local sys=$1 hook=$BENCH/session/$1.sh cfg cookie
     case $sys in
-        sidecar-cookie) cfg=$SIDECAR_CONFIG ;;
+        sidecar-cookie|bare-pingora-cookie) cfg=$SIDECAR_CONFIG ;;
         sidecar-redis) cfg=$SIDECAR_REDIS_CONFIG ;;
         *) cfg=$WORK/apache.conf ;;
     esac

@@ -3,6 +3,8 @@
 //! The subscriber also bridges the `log` crate, so Pingora's own records arrive as JSON with their target.
 //! Nothing here ever formats a token, cookie or secret: callers pass only labelled, non-secret fields.
 
+pub mod access;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -77,14 +79,18 @@ pub fn init(format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_env("OIDC_SIDECAR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let writer = BufferedStdout::new();
     let result = match format {
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .with_env_filter(filter)
-            .with_writer(writer.clone())
-            .try_init(),
+        LogFormat::Json => {
+            // Request lines skip tracing's formatter (see `access`); everything else goes through it.
+            access::install(writer.clone());
+            tracing_subscriber::fmt()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .with_env_filter(filter)
+                .with_writer(writer.clone())
+                .try_init()
+        }
         LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer.clone()).try_init(),
     };
     let _ = result;

@@ -104,7 +104,7 @@ pub struct App {
 struct Prepared {
     /// Held so the verifier's `Arc` (whose address is the cache key) cannot be freed and reused while cached.
     token: Arc<VerifiedToken>,
-    principal: Principal,
+    principal: Arc<Principal>,
     headers: Arc<Vec<(HeaderName, HeaderValue)>>,
     /// After this the assertion is past half its life and is made again.
     fresh_until: i64,
@@ -261,7 +261,7 @@ impl App {
         // 2. Authenticate: a Bearer token if one came, else the session cookie. Public routes still get identity
         // headers when valid credentials come along, but bad ones do not stop them.
         let public = matches!(route.access, Access::Public);
-        let mut principal: Option<Principal> = None;
+        let mut principal: Option<Arc<Principal>> = None;
         let mut cache_key: Option<[u8; 32]> = None;
         let mut set_cookies: Vec<String> = Vec::new();
         let mut session_token: Option<String> = None;
@@ -275,8 +275,11 @@ impl App {
                         Some(p) if Arc::ptr_eq(&p.token, &verified) && p.fresh_until > now() => prepared = Some(p),
                         _ => {
                             cache_key = Some(Sha256::digest(token.as_bytes()).into());
-                            principal =
-                                Some(Principal::from_claims(&verified.claims, verified.expires_at, AuthMethod::Bearer));
+                            principal = Some(Arc::new(Principal::from_claims(
+                                &verified.claims,
+                                verified.expires_at,
+                                AuthMethod::Bearer,
+                            )));
                             bearer_token = Some(verified);
                         }
                     }
@@ -331,7 +334,7 @@ impl App {
         }
 
         // 3. Authorize.
-        let who = prepared.as_ref().map(|p| &p.principal).or(principal.as_ref());
+        let who = prepared.as_ref().map(|p| &*p.principal).or(principal.as_deref());
         if let Some(p) = who {
             trace.auth = Some(p.method.as_str());
             trace.subject = Some(p.subject.clone());
@@ -358,7 +361,7 @@ impl App {
         // 5. Forward with identity: a repeated token's prepared headers, or headers made now (and remembered).
         let cookie = self.browser.upstream_cookie(req.headers, &external);
         if let Some(p) = &prepared {
-            let identity = Some((p.headers.clone(), &p.principal));
+            let identity = Some((p.headers.clone(), &*p.principal));
             return self.forward(host_idx, host, path_and_query, external, identity, set_cookies, None, cookie);
         }
         let Some(p) = principal else {
@@ -368,7 +371,7 @@ impl App {
             Ok(h) => h,
             Err(answer) => return Outcome::Respond(answer),
         };
-        let identity = Some((headers.clone(), &p));
+        let identity = Some((headers.clone(), &*p));
         let outcome = self.forward(host_idx, host, path_and_query, external, identity, set_cookies, session_token, cookie);
         if let Some(token) = bearer_token {
             let key = (Arc::as_ptr(&token) as usize, host_idx);

@@ -20,6 +20,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use crate::config::SecurityHeaders;
 use crate::flow::{App, AuthorizationHeader, Forward, LocalResponse, Outcome, Request, Trace};
 use crate::identity::headers::is_identity_header;
+use crate::telemetry::access::AccessRecord;
 
 /// Keep idle ALB connections open longer than the ALB's own 60 s idle timeout (AWS's advice for targets).
 const DOWNSTREAM_KEEPALIVE_SECS: u64 = 75;
@@ -321,28 +322,22 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(ctx.status);
         let latency = ctx.start.elapsed();
-        let upstream_ms = ctx
-            .upstream_elapsed
-            .or_else(|| ctx.upstream_start.map(|s| s.elapsed()))
-            .map(|d| d.as_secs_f64() * 1000.0);
+        let upstream = ctx.upstream_elapsed.or_else(|| ctx.upstream_start.map(|s| s.elapsed()));
         let host = ctx.trace.host.as_deref().unwrap_or("-");
-        let error = e.map(|e| e.etype().as_str());
-        tracing::info!(
-            target: "access",
+        crate::telemetry::access::log(&AccessRecord {
             host,
-            method = %req.method,
-            path = req.uri.path(),
+            method: req.method.as_str(),
+            path: req.uri.path(),
             status,
-            latency_ms = latency.as_secs_f64() * 1000.0,
-            upstream_ms,
-            auth = ctx.trace.auth.unwrap_or(ctx.auth),
-            subject = ctx.subject.as_deref().or(ctx.trace.subject.as_deref()),
-            decision = ctx.decision,
-            reason = ctx.reason.as_str(),
-            route_line = ctx.trace.route_line,
-            error,
-            "request"
-        );
+            latency,
+            upstream,
+            auth: ctx.trace.auth.unwrap_or(ctx.auth),
+            subject: ctx.subject.as_deref().or(ctx.trace.subject.as_deref()),
+            decision: ctx.decision,
+            reason: ctx.reason.as_str(),
+            route_line: ctx.trace.route_line,
+            error: e.map(|e| e.etype().as_str()),
+        });
         crate::metrics::request(host, status, ctx.decision, latency.as_secs_f64());
     }
 }

@@ -50,15 +50,60 @@ pub enum Backend {
     Redis(RedisStore),
 }
 
-/// Sessions for every host of this sidecar. Cheap to clone (the key ring and Redis connection are shared).
-#[derive(Debug, Clone)]
+/// Sessions for every host of this sidecar. Cheap to clone (the key ring, Redis connection and the cache of
+/// opened sessions are shared).
+#[derive(Clone)]
 pub struct SessionStore {
     /// Swappable so new keys can be loaded without a restart (clones share it).
     ring: Arc<ArcSwap<KeyRing>>,
+    /// Sessions opened lately, by their sealed value. Opening (base64, AES-GCM, JSON) costs microseconds on
+    /// every request of a session, while a browser sends the same value until the session changes, and one
+    /// sealed value always opens to the same session. Only values that opened are kept, and a hit compares the
+    /// whole value and its purpose, so the cache never accepts what opening would refuse; expiry is checked on
+    /// every request as before, and a new key ring empties it.
+    opened: OpenedCache,
     cfg: SessionConfig,
     https: CookieSettings,
     http: CookieSettings,
     backend: Backend,
+}
+
+/// An opened session and the associated data it was sealed with.
+#[derive(Clone)]
+struct Opened {
+    purpose: Arc<[u8]>,
+    /// The ring that opened it: after a key change the entry no longer counts (even one inserted while the ring
+    /// was being replaced).
+    ring: Arc<KeyRing>,
+    data: Arc<SessionData>,
+}
+
+type OpenedCache = moka::sync::Cache<String, Opened, foldhash::fast::RandomState>;
+
+/// Bytes of sealed values (and about as much again of opened sessions) the cache may hold.
+const OPENED_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// How long an opened session stays cached without use.
+const OPENED_CACHE_IDLE: Duration = Duration::from_secs(300);
+
+fn opened_cache() -> OpenedCache {
+    moka::sync::Cache::builder()
+        .max_capacity(OPENED_CACHE_BYTES)
+        .weigher(|sealed: &String, o: &Opened| {
+            u32::try_from(2 * sealed.len() + o.purpose.len()).unwrap_or(u32::MAX)
+        })
+        .time_to_idle(OPENED_CACHE_IDLE)
+        .build_with_hasher(foldhash::fast::RandomState::default())
+}
+
+impl std::fmt::Debug for SessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionStore")
+            .field("cfg", &self.cfg)
+            .field("backend", &self.backend)
+            .field("opened", &self.opened.entry_count())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SessionStore {
@@ -82,6 +127,7 @@ impl SessionStore {
     pub fn with_backend(cfg: &SessionConfig, ring: Arc<KeyRing>, backend: Backend) -> SessionStore {
         SessionStore {
             ring: Arc::new(ArcSwap::new(ring)),
+            opened: opened_cache(),
             cfg: cfg.clone(),
             https: CookieSettings::new(cfg, true),
             http: CookieSettings::new(cfg, false),
@@ -119,6 +165,7 @@ impl SessionStore {
     /// sealed by a key the new ring lacks stop opening.
     pub fn set_key_ring(&self, ring: Arc<KeyRing>) {
         self.ring.store(ring);
+        self.opened.invalidate_all();
     }
 
     pub fn config(&self) -> &SessionConfig {
@@ -198,7 +245,7 @@ impl SessionStore {
 
     /// The request's session, if it has a valid, unexpired one. Any bad cookie is `Ok(None)`;
     /// `Err(Unavailable)` only when Redis cannot be asked.
-    pub async fn load(&self, cookies: &CookieMap, secure: bool) -> Result<Option<SessionData>, StoreError> {
+    pub async fn load(&self, cookies: &CookieMap, secure: bool) -> Result<Option<Arc<SessionData>>, StoreError> {
         self.load_at(cookies, secure, unix_now()).await
     }
 
@@ -207,7 +254,7 @@ impl SessionStore {
         cookies: &CookieMap,
         secure: bool,
         now: u64,
-    ) -> Result<Option<SessionData>, StoreError> {
+    ) -> Result<Option<Arc<SessionData>>, StoreError> {
         let name = self.settings(secure).session_name();
         let Some(value) = chunk::join(name, cookies) else {
             return Ok(None);
@@ -221,7 +268,7 @@ impl SessionStore {
 
     /// Reads session `sid` straight from Redis (after waiting for another task's refresh). `Ok(None)` with the
     /// cookie store, for an unknown or malformed id, or for a value that does not open.
-    pub async fn reload(&self, sid: &str) -> Result<Option<SessionData>, StoreError> {
+    pub async fn reload(&self, sid: &str) -> Result<Option<Arc<SessionData>>, StoreError> {
         let Backend::Redis(r) = &self.backend else {
             return Ok(None);
         };
@@ -238,7 +285,11 @@ impl SessionStore {
     /// Another task holds the refresh lock of `sid` ([`RedisStore::refresh_lock`] returned `None`): waits until
     /// it lets go (or `max_wait` passes) and reads the session it stored, with its new tokens. `Ok(None)` when
     /// the session is gone (the refresh failed and ended it) or with the cookie store.
-    pub async fn await_peer_refresh(&self, sid: &str, max_wait: Duration) -> Result<Option<SessionData>, StoreError> {
+    pub async fn await_peer_refresh(
+        &self,
+        sid: &str,
+        max_wait: Duration,
+    ) -> Result<Option<Arc<SessionData>>, StoreError> {
         let Backend::Redis(r) = &self.backend else {
             return Ok(None);
         };
@@ -251,9 +302,18 @@ impl SessionStore {
         self.reload(sid).await
     }
 
-    fn open_json(&self, purpose: &[u8], sealed: &str) -> Option<SessionData> {
-        let plain = self.ring.load().open(purpose, sealed).ok()?;
-        serde_json::from_slice(&plain).ok()
+    /// Opens a sealed session, from the cache when this exact value opened before under the same purpose.
+    fn open_json(&self, purpose: &[u8], sealed: &str) -> Option<Arc<SessionData>> {
+        let ring = self.ring.load_full();
+        if let Some(hit) = self.opened.get(sealed) {
+            if *hit.purpose == *purpose && Arc::ptr_eq(&hit.ring, &ring) {
+                return Some(hit.data);
+            }
+        }
+        let plain = ring.open(purpose, sealed).ok()?;
+        let data: Arc<SessionData> = Arc::new(serde_json::from_slice(&plain).ok()?);
+        self.opened.insert(sealed.to_owned(), Opened { purpose: purpose.into(), ring, data: data.clone() });
+        Some(data)
     }
 
     /// Ends a session: deletes its Redis entry (from `data`, or from the cookie when the session did not load)
@@ -374,8 +434,42 @@ mod tests {
         assert!(set[0].header.contains("Max-Age=28800"), "{}", set[0].header);
         let jar = browser(&CookieMap::default(), &set);
         let back = st.load_at(&jar, true, NOW + 10).await.unwrap().unwrap();
-        assert_eq!(back, d);
+        assert_eq!(*back, d);
         assert!(!set[0].header.contains("rt-123"));
+    }
+
+    #[tokio::test]
+    async fn an_opened_session_is_reused_but_never_past_what_opening_allows() {
+        let st = cookie_store(&[1]);
+        let d = session(&st, json!({"oid": "o", "roles": ["A"]}));
+        let set = st.save_at(&d, &CookieMap::default(), true, NOW).await.unwrap();
+        let jar = browser(&CookieMap::default(), &set);
+        let first = st.load_at(&jar, true, NOW).await.unwrap().unwrap();
+        let again = st.load_at(&jar, true, NOW + 1).await.unwrap().unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the same sealed value is opened once");
+        assert!(Arc::ptr_eq(&first, &st.clone().load_at(&jar, true, NOW).await.unwrap().unwrap()), "clones share it");
+
+        // Expiry is checked on every request, cached or not.
+        assert_eq!(st.load_at(&jar, true, NOW + 3600).await.unwrap(), None);
+        // The same value under the other cookie name (another purpose) does not open, cached or not.
+        let mut moved = CookieMap::default();
+        moved.insert("oidc_session", jar.get("__Host-oidc_session").unwrap());
+        assert_eq!(st.load_at(&moved, false, NOW).await.unwrap(), None);
+        // One flipped character is another value: it is opened (and refused), not looked up.
+        let sealed = jar.get("__Host-oidc_session").unwrap().to_owned();
+        let mut bytes = sealed.clone().into_bytes();
+        let i = bytes.len() / 2;
+        bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+        let mut tampered = CookieMap::default();
+        tampered.insert("__Host-oidc_session", String::from_utf8(bytes).unwrap());
+        assert_eq!(st.load_at(&tampered, true, NOW).await.unwrap(), None);
+        // A new key ring without the sealing key: the cached session is gone too.
+        st.set_key_ring(Arc::new(ring(&[2])));
+        assert_eq!(st.load_at(&jar, true, NOW).await.unwrap(), None);
+        st.set_key_ring(Arc::new(ring(&[1])));
+        let reopened = st.load_at(&jar, true, NOW).await.unwrap().unwrap();
+        assert_eq!(*reopened, d);
+        assert!(!Arc::ptr_eq(&first, &reopened), "opened again under the new ring");
     }
 
     #[tokio::test]
@@ -388,7 +482,7 @@ mod tests {
             .iter()
             .all(|s| s.header.len() <= crate::session::cookies::MAX_SET_COOKIE_LINE));
         let jar = browser(&CookieMap::default(), &set);
-        assert_eq!(st.load_at(&jar, true, NOW).await.unwrap().unwrap(), big);
+        assert_eq!(*st.load_at(&jar, true, NOW).await.unwrap().unwrap(), big);
 
         let small = session(&st, json!({"oid": "o"}));
         let set2 = st.save_at(&small, &jar, true, NOW).await.unwrap();
@@ -400,7 +494,7 @@ mod tests {
         assert_eq!(removed.len(), set.len(), "every old chunk expired: {removed:?}");
         let jar2 = browser(&jar, &set2);
         assert_eq!(jar2.len(), 1);
-        assert_eq!(st.load_at(&jar2, true, NOW).await.unwrap().unwrap(), small);
+        assert_eq!(*st.load_at(&jar2, true, NOW).await.unwrap().unwrap(), small);
     }
 
     #[tokio::test]
@@ -452,7 +546,7 @@ mod tests {
         assert_eq!(cookie_store(&[9]).load_at(&jar, true, NOW).await.unwrap(), None);
         // Rotated ring [new, old] still reads it.
         assert_eq!(
-            cookie_store(&[9, 1]).load_at(&jar, true, NOW).await.unwrap().unwrap(),
+            *cookie_store(&[9, 1]).load_at(&jar, true, NOW).await.unwrap().unwrap(),
             d
         );
         // Expired by inactivity.
@@ -517,7 +611,7 @@ mod tests {
             Some(d.sid.as_str()),
             "cookie holds only the id"
         );
-        assert_eq!(st.load_at(&jar, true, now).await.unwrap().unwrap(), d);
+        assert_eq!(*st.load_at(&jar, true, now).await.unwrap().unwrap(), d);
 
         // TTL = inactivity (1 h) here, as the absolute end is 8 h away.
         let key = r.session_key(&d.sid);
@@ -696,7 +790,7 @@ mod tests {
             &CookieMap::default(),
             &st.save_at(&d, &CookieMap::default(), true, now).await.unwrap(),
         );
-        assert_eq!(st.load_at(&jar, true, now).await.unwrap().unwrap(), d);
+        assert_eq!(*st.load_at(&jar, true, now).await.unwrap().unwrap(), d);
     }
 
     #[tokio::test]

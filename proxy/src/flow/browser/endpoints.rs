@@ -262,7 +262,7 @@ impl Browser {
                 None
             }
         };
-        let mut sets = match self.store.delete(data.as_ref(), &cookies, secure).await {
+        let mut sets = match self.store.delete(data.as_deref(), &cookies, secure).await {
             Ok(sets) => sets,
             Err(e) => {
                 // The server-side session survives: say so instead of pretending, but drop the cookie anyway.
@@ -322,7 +322,7 @@ impl Browser {
         let mut sets = Vec::new();
         if self.store.has_session_cookie(&cookies, secure) {
             let data = self.store.load(&cookies, secure).await.ok().flatten();
-            match self.store.delete(data.as_ref(), &cookies, secure).await {
+            match self.store.delete(data.as_deref(), &cookies, secure).await {
                 Ok(s) => sets = s,
                 Err(e) => return with_set_cookies(store_unavailable(&e), self.store.clear_cookies(&cookies, secure)),
             }

@@ -38,8 +38,8 @@ use crate::session::{
 /// What a request's session cookie amounted to.
 #[derive(Debug, Default)]
 pub struct SessionAuth {
-    /// The caller, when the session is valid.
-    pub principal: Option<Principal>,
+    /// The caller, when the session is valid (shared: the same session seen again reuses it).
+    pub principal: Option<Arc<Principal>>,
     /// `Set-Cookie` values for the response: a slid or refreshed session, or removals of a bad cookie.
     pub set_cookies: Vec<String>,
     /// The session's access token (for `forward_access_token`).
@@ -51,7 +51,15 @@ pub struct SessionAuth {
 /// A session as [`Browser::load_session`] found it, after refresh and sliding.
 struct Loaded {
     auth: SessionAuth,
-    data: Option<SessionData>,
+    data: Option<Arc<SessionData>>,
+}
+
+/// What an opened session means for the flow, made once per opened session (see `Browser::views`).
+struct View {
+    /// Held so the session's `Arc` (whose address is the key) cannot be freed and reused while cached.
+    data: Arc<SessionData>,
+    principal: Arc<Principal>,
+    cache_key: [u8; 32],
 }
 
 /// The longest ID token kept in a cookie-store session for logout's `id_token_hint`: a larger one (Entra, many
@@ -77,6 +85,11 @@ pub struct Browser {
     /// Some host forwards the session's access token, so the session must keep it.
     keep_access_token: bool,
     refreshes: SingleFlight<[u8; 32], SessionData, refresh::Failure>,
+    /// Principals of opened sessions, by the address of the store's shared session: the store hands out the same
+    /// `Arc` while the cookie (or Redis value) stays the same, so a session's claims are turned into a principal
+    /// once, not on every request. Its expiry does not move while the session is unchanged: `now + remaining`
+    /// is the session's end.
+    views: moka::sync::Cache<usize, Arc<View>>,
 }
 
 impl Browser {
@@ -115,6 +128,7 @@ impl Browser {
             keep_access_token: config.hosts.iter().any(|h| h.forward_access_token),
             client_id: config.provider.client_id.clone(),
             refreshes: SingleFlight::new(REFRESH_GRACE),
+            views: moka::sync::Cache::builder().max_capacity(10_000).time_to_idle(Duration::from_secs(300)).build(),
         })
     }
 
@@ -213,8 +227,8 @@ impl Browser {
         if data.needs_refresh(now, self.cfg.refresh_margin) {
             match self.refresh(&data, now).await {
                 Ok(new) => {
-                    data = new;
-                    data.touch(now);
+                    data = Arc::new(new);
+                    Arc::make_mut(&mut data).touch(now);
                     match self.store.save(&data, &cookies, secure).await {
                         Ok(sets) => set_cookies = sets.into_iter().map(|c| c.header).collect(),
                         Err(e) => {
@@ -233,21 +247,36 @@ impl Browser {
                 }
             }
         } else if data.needs_touch(now, &self.cfg) {
-            data.touch(now);
+            Arc::make_mut(&mut data).touch(now);
             match self.store.save(&data, &cookies, secure).await {
                 Ok(sets) => set_cookies = sets.into_iter().map(|c| c.header).collect(),
                 // Not fatal: the session is valid, only its inactivity clock did not move this time.
                 Err(e) => tracing::warn!(error = %e, "could not slide the session's inactivity timeout"),
             }
         }
-        let principal = session_principal(&data, now, &self.cfg);
+        let view = self.view(&data, now);
         let auth = SessionAuth {
-            principal: Some(principal),
+            principal: Some(view.principal.clone()),
             set_cookies,
             access_token: data.access_token_valid(now).map(str::to_owned),
-            cache_key: Some(cache_key(&data)),
+            cache_key: Some(view.cache_key),
         };
         Ok(Loaded { auth, data: Some(data) })
+    }
+
+    /// The principal and assertion cache key of an opened session, made once per shared session.
+    fn view(&self, data: &Arc<SessionData>, now: u64) -> Arc<View> {
+        let key = Arc::as_ptr(data) as usize;
+        if let Some(v) = self.views.get(&key).filter(|v| Arc::ptr_eq(&v.data, data)) {
+            return v;
+        }
+        let v = Arc::new(View {
+            data: data.clone(),
+            principal: Arc::new(session_principal(data, now, &self.cfg)),
+            cache_key: cache_key(data),
+        });
+        self.views.insert(key, v.clone());
+        v
     }
 
     /// Ends a session that can no longer be used: its Redis entry deleted (best effort) and its cookies cleared.

@@ -5,6 +5,8 @@
 //! cookie). With the Redis store, tasks take the session's refresh lock first; a task that finds it held waits for
 //! the holder and reads the session it stored, so a rotated refresh token is never spent twice.
 
+use std::sync::Arc;
+
 use std::fmt;
 use std::time::Duration;
 
@@ -60,7 +62,9 @@ impl Browser {
                     // Another task may have refreshed between our load and taking the lock.
                     match self.store.reload(&data.sid).await.map_err(transient)? {
                         None => Err(Failure::Gone),
-                        Some(current) if current.refresh_token.as_deref() != Some(rt.as_str()) => Ok(current),
+                        Some(current) if current.refresh_token.as_deref() != Some(rt.as_str()) => {
+                            Ok(Arc::unwrap_or_clone(current))
+                        }
                         Some(current) => {
                             let new = self.redeem(&current, &rt).await?;
                             // Stored before the lock goes, so waiting tasks read the new tokens.
@@ -77,7 +81,9 @@ impl Browser {
             }
             None => match self.store.await_peer_refresh(&data.sid, PEER_REFRESH_WAIT).await.map_err(transient)? {
                 None => Err(Failure::Gone),
-                Some(current) if current.refresh_token.as_deref() != Some(rt.as_str()) => Ok(current),
+                Some(current) if current.refresh_token.as_deref() != Some(rt.as_str()) => {
+                            Ok(Arc::unwrap_or_clone(current))
+                        }
                 Some(_) => Err(Failure::Transient("another task's refresh of this session did not finish".into())),
             },
         }

@@ -1,0 +1,304 @@
+//! The access log line: one JSON object per request, written straight into the log buffer.
+//!
+//! Every request logs, so this is on the hot path. Going through `tracing`'s JSON formatter cost about 5 µs per
+//! request (a visitor per field, `fmt::Write` through several layers, a timestamp formatted from scratch); writing
+//! the same object by hand costs a fraction of that. The line keeps the shape `tracing` gave it (same field names,
+//! `timestamp`, `level`, `message`, `target: "access"`), so log queries written against it keep working. With the
+//! text format, or when the `access` target is filtered out, the record goes through `tracing` as before.
+
+use std::cell::RefCell;
+use std::io::Write as _;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::BufferedStdout;
+
+/// One finished request, as the gateway saw it. Borrowed: nothing is copied until the line is written.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessRecord<'a> {
+    pub host: &'a str,
+    pub method: &'a str,
+    /// The path without the query (a query may carry `code=` or `state=`).
+    pub path: &'a str,
+    pub status: u16,
+    pub latency: Duration,
+    pub upstream: Option<Duration>,
+    pub auth: &'a str,
+    /// The caller's subject (oid/sub), never a token.
+    pub subject: Option<&'a str>,
+    pub decision: &'a str,
+    pub reason: &'a str,
+    pub route_line: Option<usize>,
+    pub error: Option<&'a str>,
+}
+
+/// Where JSON access lines go when the fast writer is on (set by [`super::init`] for the JSON format).
+static SINK: OnceLock<BufferedStdout> = OnceLock::new();
+
+pub(super) fn install(sink: BufferedStdout) {
+    let _ = SINK.set(sink);
+}
+
+thread_local! {
+    /// The line being built, reused: no allocation per request once it has grown.
+    static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+    /// The formatted `YYYY-MM-DDTHH:MM:SS` of the last second seen on this thread.
+    static SECOND: RefCell<(u64, [u8; 19])> = const { RefCell::new((u64::MAX, [0; 19])) };
+}
+
+/// Logs one request: by hand into the JSON buffer when installed and `access` is enabled, else via `tracing`.
+pub fn log(r: &AccessRecord<'_>) {
+    if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+        return;
+    }
+    match SINK.get() {
+        Some(sink) => LINE.with(|line| {
+            let mut line = line.borrow_mut();
+            line.clear();
+            write_json(&mut line, r, SystemTime::now());
+            let _ = sink.clone().write_all(&line);
+        }),
+        None => tracing::info!(
+            target: "access",
+            host = r.host,
+            method = r.method,
+            path = r.path,
+            status = r.status,
+            latency_ms = r.latency.as_secs_f64() * 1000.0,
+            upstream_ms = r.upstream.map(|d| d.as_secs_f64() * 1000.0),
+            auth = r.auth,
+            subject = r.subject,
+            decision = r.decision,
+            reason = r.reason,
+            route_line = r.route_line,
+            error = r.error,
+            "request"
+        ),
+    }
+}
+
+/// The JSON object of one record and its newline. Field order and names follow what `tracing`'s flattened JSON
+/// printed before; absent optional fields are left out, as there.
+pub fn write_json(out: &mut Vec<u8>, r: &AccessRecord<'_>, at: SystemTime) {
+    out.extend_from_slice(b"{\"timestamp\":\"");
+    timestamp(out, at);
+    out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\",\"host\":");
+    string(out, r.host);
+    out.extend_from_slice(b",\"method\":");
+    string(out, r.method);
+    out.extend_from_slice(b",\"path\":");
+    string(out, r.path);
+    out.extend_from_slice(b",\"status\":");
+    let _ = write!(out, "{}", r.status);
+    out.extend_from_slice(b",\"latency_ms\":");
+    millis(out, r.latency);
+    if let Some(u) = r.upstream {
+        out.extend_from_slice(b",\"upstream_ms\":");
+        millis(out, u);
+    }
+    out.extend_from_slice(b",\"auth\":");
+    string(out, r.auth);
+    if let Some(s) = r.subject {
+        out.extend_from_slice(b",\"subject\":");
+        string(out, s);
+    }
+    out.extend_from_slice(b",\"decision\":");
+    string(out, r.decision);
+    out.extend_from_slice(b",\"reason\":");
+    string(out, r.reason);
+    if let Some(l) = r.route_line {
+        let _ = write!(out, ",\"route_line\":{l}");
+    }
+    if let Some(e) = r.error {
+        out.extend_from_slice(b",\"error\":");
+        string(out, e);
+    }
+    out.extend_from_slice(b",\"target\":\"access\"}\n");
+}
+
+/// Milliseconds with microsecond precision (`12.345`), from integers: no float formatting.
+fn millis(out: &mut Vec<u8>, d: Duration) {
+    let us = d.as_micros();
+    let _ = write!(out, "{}.{:03}", us / 1000, us % 1000);
+}
+
+/// `2026-11-29T20:10:27.571777Z`; the seconds part is formatted once per second per thread.
+fn timestamp(out: &mut Vec<u8>, at: SystemTime) {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    SECOND.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.0 != secs {
+            *cell = (secs, format_second(secs));
+        }
+        out.extend_from_slice(&cell.1);
+    });
+    let _ = write!(out, ".{:06}Z", since.subsec_micros());
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` in UTC, by Howard Hinnant's days-to-civil algorithm.
+fn format_second(secs: u64) -> [u8; 19] {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    let mut buf = [0u8; 19];
+    let text = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}");
+    let n = text.len().min(19);
+    buf[..n].copy_from_slice(&text.as_bytes()[..n]);
+    buf
+}
+
+/// A JSON string: quotes, backslashes and control characters escaped (RFC 8259 §7). A client controls the path,
+/// so nothing it sends can break out of the string or the line.
+fn string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f | 0x7f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record<'a>() -> AccessRecord<'a> {
+        AccessRecord {
+            host: "api.example.com",
+            method: "GET",
+            path: "/api/items",
+            status: 200,
+            latency: Duration::from_micros(11_816),
+            upstream: Some(Duration::from_micros(7_805)),
+            auth: "bearer",
+            subject: Some("99999999-8888-7777-6666-555555555555"),
+            decision: "allow",
+            reason: "",
+            route_line: Some(28),
+            error: None,
+        }
+    }
+
+    fn line(r: &AccessRecord<'_>, at: SystemTime) -> serde_json::Value {
+        let mut out = Vec::new();
+        write_json(&mut out, r, at);
+        assert_eq!(out.last(), Some(&b'\n'), "one line per record");
+        assert_eq!(
+            out.iter().filter(|&&b| b == b'\n').count(),
+            1,
+            "exactly one newline"
+        );
+        serde_json::from_slice(&out).expect("the line is valid JSON")
+    }
+
+    #[test]
+    fn the_line_has_the_documented_fields() {
+        let at = UNIX_EPOCH + Duration::new(1_795_983_027, 571_777_000);
+        let v = line(&record(), at);
+        assert_eq!(v["timestamp"], "2026-11-29T20:10:27.571777Z");
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["message"], "request");
+        assert_eq!(v["target"], "access");
+        assert_eq!(v["host"], "api.example.com");
+        assert_eq!(v["method"], "GET");
+        assert_eq!(v["path"], "/api/items");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["latency_ms"].as_f64(), Some(11.816));
+        assert_eq!(v["upstream_ms"].as_f64(), Some(7.805));
+        assert_eq!(v["auth"], "bearer");
+        assert_eq!(v["subject"], "99999999-8888-7777-6666-555555555555");
+        assert_eq!(v["decision"], "allow");
+        assert_eq!(v["reason"], "");
+        assert_eq!(v["route_line"], 28);
+        assert!(v.get("error").is_none());
+    }
+
+    #[test]
+    fn absent_fields_are_left_out() {
+        let r = AccessRecord {
+            upstream: None,
+            subject: None,
+            route_line: None,
+            error: Some("ConnectRefused"),
+            ..record()
+        };
+        let v = line(&r, SystemTime::now());
+        assert!(
+            v.get("upstream_ms").is_none()
+                && v.get("subject").is_none()
+                && v.get("route_line").is_none()
+        );
+        assert_eq!(v["error"], "ConnectRefused");
+    }
+
+    #[test]
+    fn client_controlled_text_cannot_break_the_line() {
+        let nasty = "/a\"b\\c\nd\re\tf\u{1}g\u{7f}h/é";
+        let r = AccessRecord {
+            path: nasty,
+            reason: "x\"}{\"status\":1",
+            ..record()
+        };
+        let v = line(&r, SystemTime::now());
+        assert_eq!(v["path"], nasty);
+        assert_eq!(v["reason"], "x\"}{\"status\":1");
+        assert_eq!(v["status"], 200);
+    }
+
+    #[test]
+    fn timestamps_match_a_calendar() {
+        // Leap day, end of year, the epoch, and a second formatted twice on one thread (the per-second cache).
+        for (secs, want) in [
+            (0u64, "1970-01-01T00:00:00"),
+            (951_782_400, "2000-02-29T00:00:00"),
+            (1_704_067_199, "2023-12-31T23:59:59"),
+            (4_107_542_400, "2100-03-01T00:00:00"),
+        ] {
+            assert_eq!(std::str::from_utf8(&format_second(secs)).unwrap(), want);
+            let mut out = Vec::new();
+            timestamp(&mut out, UNIX_EPOCH + Duration::new(secs, 1_000));
+            timestamp(&mut out, UNIX_EPOCH + Duration::new(secs, 2_000));
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("{want}.000001Z{want}.000002Z")
+            );
+        }
+    }
+
+    #[test]
+    fn sub_millisecond_latencies_keep_their_digits() {
+        let mut out = Vec::new();
+        millis(&mut out, Duration::from_nanos(42_999));
+        assert_eq!(out, b"0.042");
+        out.clear();
+        millis(&mut out, Duration::from_secs(3));
+        assert_eq!(out, b"3000.000");
+    }
+}
