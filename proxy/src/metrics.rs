@@ -55,10 +55,49 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
 });
 
 /// One finished request. `host` is the configured host name (never the raw Host header: bounded label set).
+///
+/// Looking a labelled series up hashes its labels and takes a lock; a thread sees few distinct
+/// (host, status, decision) combinations, so each thread keeps the handles it used last and finds them by a
+/// short scan instead.
 pub fn request(host: &str, status: u16, decision: &str, seconds: f64) {
-    let m = &*METRICS;
-    m.requests.with_label_values(&[host, &status.to_string(), decision]).inc();
-    m.latency.with_label_values(&[host]).observe(seconds);
+    HOT.with(|hot| {
+        let mut hot = hot.borrow_mut();
+        let i = match hot.iter().position(|h| h.status == status && h.host == host && h.decision == decision) {
+            Some(i) => i,
+            None => {
+                let m = &*METRICS;
+                if hot.len() >= HOT_SERIES {
+                    hot.remove(0);
+                }
+                hot.push(Hot {
+                    host: host.to_owned(),
+                    status,
+                    decision: decision.to_owned(),
+                    requests: m.requests.with_label_values(&[host, &status.to_string(), decision]),
+                    latency: m.latency.with_label_values(&[host]),
+                });
+                hot.len() - 1
+            }
+        };
+        hot[i].requests.inc();
+        hot[i].latency.observe(seconds);
+    });
+}
+
+/// How many request series a thread keeps at hand.
+const HOT_SERIES: usize = 16;
+
+/// A request series' handles, as one thread last used them.
+struct Hot {
+    host: String,
+    status: u16,
+    decision: String,
+    requests: prometheus::IntCounter,
+    latency: prometheus::Histogram,
+}
+
+thread_local! {
+    static HOT: std::cell::RefCell<Vec<Hot>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// One token verification; `outcome` is `ok`, `cached` or the error kind (`expired`, `audience`, ...).
@@ -83,4 +122,38 @@ pub fn render() -> String {
         return String::new();
     }
     String::from_utf8(buf).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(text: &str, host: &str, status: u16, decision: &str) -> u64 {
+        let want = format!(
+            "oidc_sidecar_requests_total{{decision=\"{decision}\",host=\"{host}\",status=\"{status}\"}} "
+        );
+        text.lines().find_map(|l| l.strip_prefix(want.as_str())).map_or(0, |v| v.trim().parse().unwrap())
+    }
+
+    #[test]
+    fn every_request_is_counted_in_its_own_series_past_the_per_thread_handles() {
+        // More series than a thread keeps at hand, interleaved, so handles are evicted and found again.
+        let host = "metrics-test.example.com";
+        for round in 0..3 {
+            for status in 200..(200 + HOT_SERIES as u16 + 4) {
+                request(host, status, "allow", 0.001);
+                if round == 0 {
+                    request(host, status, "forbidden", 0.002);
+                }
+            }
+        }
+        let text = render();
+        for status in 200..(200 + HOT_SERIES as u16 + 4) {
+            assert_eq!(count(&text, host, status, "allow"), 3, "status {status}\n{text}");
+            assert_eq!(count(&text, host, status, "forbidden"), 1, "status {status}");
+        }
+        let observed = format!("oidc_sidecar_request_duration_seconds_count{{host=\"{host}\"}} ");
+        let n: u64 = text.lines().find_map(|l| l.strip_prefix(observed.as_str())).unwrap().trim().parse().unwrap();
+        assert_eq!(n, 4 * (HOT_SERIES as u64 + 4));
+    }
 }

@@ -768,6 +768,7 @@ impl Ctx {
             refresh_margin: self.duration("session.refresh_margin", raw.refresh_margin, Duration::from_secs(60), true)?,
             max_cookie_bytes,
             redis_url,
+            redis_client_cache: raw.redis_client_cache.unwrap_or(true),
             paths,
         })
     }

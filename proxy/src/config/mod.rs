@@ -155,6 +155,9 @@ pub struct SessionConfig {
     pub max_cookie_bytes: usize,
     /// `redis://` or `rediss://` URL, required when `store = redis`.
     pub redis_url: Option<Secret>,
+    /// Keep read sessions in memory, invalidated by Redis itself (RESP3 client tracking) when another task
+    /// changes or deletes them. Default true; false for servers without RESP3 (Redis < 6).
+    pub redis_client_cache: bool,
     /// Paths of the sidecar's own endpoints.
     pub paths: EndpointPaths,
 }

@@ -103,6 +103,7 @@ pub struct RawSession {
     pub max_cookie_bytes: Option<usize>,
     pub redis_url: Option<String>,
     pub redis_url_file: Option<String>,
+    pub redis_client_cache: Option<bool>,
     #[serde(default)]
     pub paths: RawPaths,
 }

@@ -208,11 +208,16 @@ impl ProxyHttp for Gateway {
         let Some(forward) = ctx.forward.as_ref() else {
             return Error::e_explain(ErrorType::InternalError, "no forward decision for this request");
         };
-        let uri: http::Uri = forward
-            .path_and_query
-            .parse()
-            .map_err(|_| Error::explain(ErrorType::InternalError, "normalized path is not a valid URI"))?;
-        upstream_request.set_uri(uri);
+        // Most requests arrive already normalized and in origin form: then the URI stays as it is (no re-parse).
+        let unchanged = upstream_request.uri.scheme().is_none()
+            && upstream_request.uri.path_and_query().map(|p| p.as_str()) == Some(forward.path_and_query.as_str());
+        if !unchanged {
+            let uri: http::Uri = forward
+                .path_and_query
+                .parse()
+                .map_err(|_| Error::explain(ErrorType::InternalError, "normalized path is not a valid URI"))?;
+            upstream_request.set_uri(uri);
+        }
 
         let prefix = &self.app.config.identity.header_prefix;
         let spoofed: Vec<http::HeaderName> = upstream_request

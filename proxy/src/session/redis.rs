@@ -41,6 +41,11 @@ pub struct RedisOptions {
     /// PEM of the CA that signed the Redis server's certificate, for `rediss://` to a private CA. `None`: the
     /// webpki (Mozilla) roots and the system's, which cover ElastiCache.
     pub root_cert_pem: Option<Vec<u8>>,
+    /// Server-assisted client-side caching of session reads (RESP3 `CLIENT TRACKING`): a session read once is
+    /// served from memory until Redis says its key changed (refresh, slide, logout on any task) or the
+    /// connection is replaced, which empties the cache. Saves a round trip per request; needs Redis 6 or later.
+    /// Default true.
+    pub client_cache: bool,
 }
 
 impl Default for RedisOptions {
@@ -52,6 +57,7 @@ impl Default for RedisOptions {
             op_timeout: Duration::from_secs(2),
             lock_ttl: Duration::from_secs(10),
             root_cert_pem: None,
+            client_cache: true,
         }
     }
 }
@@ -82,6 +88,15 @@ pub struct RefreshLock {
     token: String,
 }
 
+/// Session values the client-side cache holds at most (sealed sessions are 1-12 KB: at most ~25 MB).
+const CLIENT_CACHE_ENTRIES: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(2048) {
+    Some(n) => n,
+    None => unreachable!(),
+};
+
+/// Longest time a cached session value is trusted without Redis saying anything (a bound for the unexpected).
+const CLIENT_CACHE_TTL: Duration = Duration::from_secs(60);
+
 /// Deletes the lock only if it still holds our token: a lock that expired and was taken by another task is
 /// not ours to delete.
 const RELEASE_SCRIPT: &str =
@@ -103,6 +118,15 @@ impl RedisStore {
             parsed.host_str().unwrap_or(""),
             parsed.port().unwrap_or(6379)
         );
+        // Client-side caching needs RESP3, asked for in the URL (the crate's way) unless the operator already did.
+        let url = if opts.client_cache && !parsed.query_pairs().any(|(k, _)| k == "protocol") {
+            let mut u = parsed.clone();
+            u.query_pairs_mut().append_pair("protocol", "resp3");
+            u.to_string()
+        } else {
+            url.to_string()
+        };
+        let url = url.as_str();
         // The redis crate's own message may quote the URL, password included: say only what is wrong, by kind.
         let client = match (&opts.root_cert_pem, parsed.scheme()) {
             (Some(pem), "rediss") => redis::Client::build_with_tls(
@@ -153,6 +177,17 @@ impl RedisStore {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
+        // Only session reads opt in (see `get_session`); locks and indexes always go to the server.
+        let cfg = if self.opts.client_cache {
+            cfg.set_cache_config(
+                redis::caching::CacheConfig::new()
+                    .set_mode(redis::caching::CacheMode::OptIn)
+                    .set_size(CLIENT_CACHE_ENTRIES)
+                    .set_default_client_ttl(CLIENT_CACHE_TTL),
+            )
+        } else {
+            cfg
+        };
         let m = self
             .manager
             .get_or_try_init(|| async { ConnectionManager::new_lazy_with_config(self.client.clone(), cfg) })
@@ -248,6 +283,25 @@ impl RedisStore {
     pub async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.run(|mut m| async move { m.get::<_, Option<String>>(key).await })
             .await
+    }
+
+    /// `GET` of a session key, from the client-side cache when enabled (see [`RedisOptions::client_cache`]).
+    pub async fn get_session(&self, key: &str) -> Result<Option<String>, StoreError> {
+        if !self.opts.client_cache {
+            return self.get(key).await;
+        }
+        self.run(|mut m| async move {
+            let mut cmd = redis::cmd("GET");
+            cmd.arg(key).set_cache_config(redis::CommandCacheConfig::new().set_enable_cache(true));
+            cmd.query_async::<Option<String>>(&mut m).await
+        })
+        .await
+    }
+
+    /// Hits and misses of the client-side cache since start (`None` when it is off or not connected yet).
+    pub fn client_cache_hits(&self) -> Option<(usize, usize)> {
+        let m = self.manager.get()?;
+        m.get_cache_statistics().map(|s| (s.hit, s.miss))
     }
 
     pub async fn del(&self, key: &str) -> Result<(), StoreError> {

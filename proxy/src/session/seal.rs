@@ -257,6 +257,7 @@ pub(crate) mod tests {
             refresh_margin: std::time::Duration::from_secs(60),
             max_cookie_bytes: 12288,
             redis_url: None,
+            redis_client_cache: true,
             paths: crate::config::EndpointPaths {
                 login: "/oauth2/login".into(),
                 callback: "/oauth2/callback".into(),

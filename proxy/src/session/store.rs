@@ -117,7 +117,8 @@ impl SessionStore {
                     .redis_url
                     .as_ref()
                     .ok_or_else(|| StoreError::Config("session.store = \"redis\" needs session.redis_url".into()))?;
-                Backend::Redis(RedisStore::new(url.expose(), RedisOptions::default())?)
+                let opts = RedisOptions { client_cache: cfg.redis_client_cache, ..RedisOptions::default() };
+                Backend::Redis(RedisStore::new(url.expose(), opts)?)
             }
         };
         Ok(SessionStore::with_backend(cfg, ring, backend))
@@ -261,7 +262,7 @@ impl SessionStore {
         };
         let data = match &self.backend {
             Backend::Cookie => self.open_json(&cookie_purpose(name), &value),
-            Backend::Redis(_) => self.reload(&value).await?,
+            Backend::Redis(_) => self.read(&value, true).await?,
         };
         Ok(data.filter(|d| !d.is_expired(now, &self.cfg)))
     }
@@ -269,6 +270,13 @@ impl SessionStore {
     /// Reads session `sid` straight from Redis (after waiting for another task's refresh). `Ok(None)` with the
     /// cookie store, for an unknown or malformed id, or for a value that does not open.
     pub async fn reload(&self, sid: &str) -> Result<Option<Arc<SessionData>>, StoreError> {
+        self.read(sid, false).await
+    }
+
+    /// Reads session `sid` from Redis: from the client-side cache when `cached` (requests; Redis invalidates it
+    /// when any task changes the session), always from the server otherwise (refresh, which must see another
+    /// task's rotation the moment its lock is released).
+    async fn read(&self, sid: &str, cached: bool) -> Result<Option<Arc<SessionData>>, StoreError> {
         let Backend::Redis(r) = &self.backend else {
             return Ok(None);
         };
@@ -276,7 +284,8 @@ impl SessionStore {
             return Ok(None);
         }
         let key = r.session_key(sid);
-        let Some(sealed) = r.get(&key).await? else {
+        let sealed = if cached { r.get_session(&key).await? } else { r.get(&key).await? };
+        let Some(sealed) = sealed else {
             return Ok(None);
         };
         Ok(self.open_json(&redis_purpose(&key), &sealed).filter(|d| d.sid == sid))
@@ -636,6 +645,62 @@ mod tests {
         assert_eq!(r.get(&key).await.unwrap(), None);
     }
 
+    /// Polls `load` for up to 2 s until `want` holds: Redis invalidates other clients' cached copies right after
+    /// the write, but the message travels on their own connection.
+    async fn eventually(st: &SessionStore, jar: &CookieMap, now: u64, want: impl Fn(Option<&SessionData>) -> bool) {
+        for _ in 0..200 {
+            if want(st.load_at(jar, true, now).await.unwrap().as_deref()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the other task's change never reached this one");
+    }
+
+    #[tokio::test]
+    async fn redis_reads_are_cached_until_any_task_changes_or_ends_the_session() {
+        for client_cache in [true, false] {
+            let a = redis_store(&[1]);
+            let opts = RedisOptions { client_cache, ..a.redis().unwrap().options().clone() };
+            let a = SessionStore::with_backend(
+                a.config(),
+                Arc::new(ring(&[1])),
+                Backend::Redis(RedisStore::new("redis://127.0.0.1:6379", opts.clone()).unwrap()),
+            );
+            // Another task: its own connection to the same Redis, same prefix and keys.
+            let b = SessionStore::with_backend(
+                a.config(),
+                Arc::new(ring(&[1])),
+                Backend::Redis(RedisStore::new("redis://127.0.0.1:6379", opts).unwrap()),
+            );
+            let now = unix_now();
+            let d = SessionData::new("user", groups(3).as_object().cloned().unwrap(), now, a.config());
+            let set = b.save_at(&d, &CookieMap::default(), true, now).await.unwrap();
+            let jar = browser(&CookieMap::default(), &set);
+            for _ in 0..5 {
+                assert_eq!(*a.load_at(&jar, true, now).await.unwrap().unwrap(), d);
+            }
+            let stats = a.redis().unwrap().client_cache_hits();
+            if client_cache {
+                let (hits, misses) = stats.expect("client cache on");
+                assert!(hits >= 4 && misses >= 1, "hits {hits}, misses {misses}");
+            } else {
+                assert_eq!(stats, None);
+            }
+
+            // Another task slides the session: this one sees the new value, not its cached copy.
+            let mut slid = d.clone();
+            slid.last_seen = now + 30;
+            b.save_at(&slid, &jar, true, now).await.unwrap();
+            eventually(&a, &jar, now, |got| got.is_some_and(|g| g.last_seen == now + 30)).await;
+            // Another task logs the session out: every copy of the cookie is dead here too.
+            b.delete(Some(&slid), &jar, true).await.unwrap();
+            eventually(&a, &jar, now, |got| got.is_none()).await;
+            // Refresh reads always ask the server.
+            assert_eq!(a.reload(&d.sid).await.unwrap(), None);
+        }
+    }
+
     #[tokio::test]
     async fn redis_ttl_is_capped_by_absolute_end() {
         let st = redis_store(&[1]);
@@ -773,10 +838,21 @@ mod tests {
         assert!(st.load_at(&jar, true, now).await.unwrap().is_some());
 
         server.stop();
-        match st.load_at(&jar, true, now).await {
-            Err(StoreError::Unavailable(reason)) => assert!(reason.contains(&port.to_string()), "{reason}"),
-            other => panic!("expected Unavailable while Redis is down, got {other:?}"),
+        // The client-side cache may answer until the client has seen its connection close (a few ms; in this
+        // single-threaded test, once the test yields), then every read goes to the dead server.
+        let mut last = None;
+        for _ in 0..100 {
+            match st.load_at(&jar, true, now).await {
+                Err(StoreError::Unavailable(reason)) => {
+                    assert!(reason.contains(&port.to_string()), "{reason}");
+                    last = None;
+                    break;
+                }
+                other => last = Some(format!("{other:?}")),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        assert_eq!(last, None, "expected Unavailable while Redis is down");
         assert!(matches!(
             st.save_at(&d, &CookieMap::default(), true, now).await,
             Err(StoreError::Unavailable(_))

@@ -426,12 +426,20 @@ fn strip_cookies(headers: &HeaderMap, jars: &[&CookieSettings]) -> Option<Option
         return None;
     }
     let own = |name: &str| jars.iter().any(|j| j.is_own_cookie(name));
-    let any_own = values
-        .iter()
-        .flat_map(|v| v.split(';'))
-        .any(|pair| own(pair.split_once('=').map_or(pair, |(n, _)| n).trim()));
-    if !any_own {
+    let names = || {
+        values
+            .iter()
+            .flat_map(|v| v.split(';'))
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| pair.split_once('=').map_or(pair, |(n, _)| n).trim())
+    };
+    if !names().any(own) {
         return None;
+    }
+    // The common case, a browser that holds only our cookies for this site: drop the header, build nothing.
+    if names().all(own) {
+        return Some(None);
     }
     let mut rest = Some(values.join("; "));
     for jar in jars {
