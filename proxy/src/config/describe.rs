@@ -100,7 +100,12 @@ fn write_all(out: &mut String, c: &Config) -> std::fmt::Result {
     let ss = &c.session;
     writeln!(out, "session")?;
     match (ss.store, &ss.redis_url) {
-        (SessionStore::Redis, Some(url)) => writeln!(out, "  store         redis at {}", redis_location(url.expose()))?,
+        (SessionStore::Redis, Some(url)) => writeln!(
+            out,
+            "  store         redis at {}{}",
+            redis_location(url.expose()),
+            if ss.redis_client_cache { " (client-side cache on)" } else { "" }
+        )?,
         (SessionStore::Redis, None) => writeln!(out, "  store         redis")?,
         (SessionStore::Cookie, _) => writeln!(out, "  store         sealed cookie")?,
     }

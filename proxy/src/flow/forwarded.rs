@@ -55,7 +55,8 @@ pub fn external(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) ->
         .collect();
 
     let mut client_ip = peer;
-    let mut chain: Vec<String> = Vec::new();
+    // The believed chain plus the TCP peer, built in place (this runs for every request).
+    let mut forwarded_for = String::new();
     if peer_trusted {
         // Right to left: skip trusted hops; the first untrusted one is the client.
         for hop in xff.iter().rev() {
@@ -68,10 +69,18 @@ pub fn external(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) ->
                 Err(_) => break,
             }
         }
-        chain.extend(xff.iter().map(|s| s.to_string()));
+        for hop in &xff {
+            if !forwarded_for.is_empty() {
+                forwarded_for.push_str(", ");
+            }
+            forwarded_for.push_str(hop);
+        }
     }
     if let Some(p) = peer {
-        chain.push(p.to_string());
+        if !forwarded_for.is_empty() {
+            forwarded_for.push_str(", ");
+        }
+        let _ = std::fmt::Write::write_fmt(&mut forwarded_for, format_args!("{p}"));
     }
 
     let (scheme, forwarded_host, forwarded_port) = if peer_trusted {
@@ -91,7 +100,7 @@ pub fn external(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) ->
         .unwrap_or_default()
         .to_ascii_lowercase();
     let host = with_port(&raw_host, &scheme, forwarded_port);
-    External { client_ip, scheme, host, forwarded_for: chain.join(", ") }
+    External { client_ip, scheme, host, forwarded_for }
 }
 
 /// Adds a non-default forwarded port to a host that has none; drops a default one.

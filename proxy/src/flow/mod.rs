@@ -52,9 +52,8 @@ pub struct Forward {
     pub external: External,
     /// `Set-Cookie` values to append to the upstream's response (refreshed session).
     pub set_cookies: Vec<String>,
-    /// `bearer`, `session` or `anonymous`.
+    /// `bearer`, `session` or `anonymous` (the subject is in the [`Trace`]).
     pub auth: &'static str,
-    pub subject: Option<String>,
 }
 
 /// What happens to the `Authorization` header on the way upstream.
@@ -92,10 +91,11 @@ pub struct App {
     assets: Vec<Option<crate::assets::Assets>>,
     /// What a verified Bearer token means on one host: its principal and ready-made upstream headers (with the
     /// signed assertion), so a token seen again costs no claim parsing, no signature and no header building.
-    prepared: moka::sync::Cache<(usize, usize), Arc<Prepared>>,
+    prepared: moka::sync::Cache<(usize, usize), Arc<Prepared>, foldhash::fast::RandomState>,
     /// The same for a session: its upstream headers by (session cache key, host). The key changes whenever the
     /// session's tokens do (refresh), so a refreshed session never reuses old roles.
-    session_headers: moka::sync::Cache<([u8; 32], usize), (Arc<Vec<(HeaderName, HeaderValue)>>, i64)>,
+    session_headers:
+        moka::sync::Cache<([u8; 32], usize), (Arc<Vec<(HeaderName, HeaderValue)>>, i64), foldhash::fast::RandomState>,
     /// Set on SIGTERM: the health path answers 503 so the ALB stops sending new requests.
     pub draining: AtomicBool,
 }
@@ -199,14 +199,15 @@ impl App {
                 Backend::Upstream { .. } => None,
             });
         }
+        // Keys are addresses and digests, not attacker-chosen text: the fast hasher is enough.
         let prepared = moka::sync::Cache::builder()
             .max_capacity(10_000)
             .time_to_live(config.identity.assertion_ttl.max(std::time::Duration::from_secs(1)))
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         let session_headers = moka::sync::Cache::builder()
             .max_capacity(10_000)
             .time_to_live(config.identity.assertion_ttl.max(std::time::Duration::from_secs(1)))
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         Ok(App { config, router, keys, verifier, signer, browser, assets, prepared, session_headers, draining: AtomicBool::new(false) })
     }
 
@@ -467,9 +468,9 @@ impl App {
             _ if host.forward_authorization => AuthorizationHeader::Keep,
             _ => AuthorizationHeader::Drop,
         };
-        let (identity, auth, subject) = match identity {
-            Some((headers, p)) => (headers, p.method.as_str(), Some(p.subject.clone())),
-            None => (Arc::new(Vec::new()), "anonymous", None),
+        let (identity, auth) = match identity {
+            Some((headers, p)) => (headers, p.method.as_str()),
+            None => (Arc::new(Vec::new()), "anonymous"),
         };
         Outcome::Forward(Box::new(Forward {
             host: host_idx,
@@ -481,7 +482,6 @@ impl App {
             external,
             set_cookies,
             auth,
-            subject,
         }))
     }
 }

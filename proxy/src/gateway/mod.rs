@@ -43,7 +43,6 @@ pub struct Ctx {
     decision: &'static str,
     reason: String,
     auth: &'static str,
-    subject: Option<String>,
     status: u16,
 }
 
@@ -123,7 +122,6 @@ impl ProxyHttp for Gateway {
             decision: "none",
             reason: String::new(),
             auth: "anonymous",
-            subject: None,
             status: 0,
         }
     }
@@ -174,7 +172,6 @@ impl ProxyHttp for Gateway {
             Outcome::Forward(f) => {
                 ctx.decision = "allow";
                 ctx.auth = f.auth;
-                ctx.subject = f.subject.clone();
                 ctx.forward = Some(f);
                 Ok(false)
             }
@@ -337,7 +334,7 @@ impl ProxyHttp for Gateway {
             latency,
             upstream,
             auth: ctx.trace.auth.unwrap_or(ctx.auth),
-            subject: ctx.subject.as_deref().or(ctx.trace.subject.as_deref()),
+            subject: ctx.trace.subject.as_deref(),
             decision: ctx.decision,
             reason: ctx.reason.as_str(),
             route_line: ctx.trace.route_line,

@@ -62,6 +62,8 @@ pub struct SessionStore {
     /// whole value and its purpose, so the cache never accepts what opening would refuse; expiry is checked on
     /// every request as before, and a new key ring empties it.
     opened: OpenedCache,
+    /// The associated data of the http (`[0]`) and https (`[1]`) session cookie, made once.
+    purposes: [Arc<[u8]>; 2],
     cfg: SessionConfig,
     https: CookieSettings,
     http: CookieSettings,
@@ -129,6 +131,9 @@ impl SessionStore {
         SessionStore {
             ring: Arc::new(ArcSwap::new(ring)),
             opened: opened_cache(),
+            purposes: [false, true].map(|secure| {
+                cookie_purpose(CookieSettings::new(cfg, secure).session_name()).into()
+            }),
             cfg: cfg.clone(),
             https: CookieSettings::new(cfg, true),
             http: CookieSettings::new(cfg, false),
@@ -261,7 +266,7 @@ impl SessionStore {
             return Ok(None);
         };
         let data = match &self.backend {
-            Backend::Cookie => self.open_json(&cookie_purpose(name), &value),
+            Backend::Cookie => self.open_json(&self.purposes[usize::from(secure)], &value),
             Backend::Redis(_) => self.read(&value, true).await?,
         };
         Ok(data.filter(|d| !d.is_expired(now, &self.cfg)))

@@ -89,7 +89,7 @@ pub fn write_json(out: &mut Vec<u8>, r: &AccessRecord<'_>, at: SystemTime) {
     out.extend_from_slice(b",\"path\":");
     string(out, r.path);
     out.extend_from_slice(b",\"status\":");
-    let _ = write!(out, "{}", r.status);
+    decimal(out, u64::from(r.status));
     out.extend_from_slice(b",\"latency_ms\":");
     millis(out, r.latency);
     if let Some(u) = r.upstream {
@@ -107,7 +107,8 @@ pub fn write_json(out: &mut Vec<u8>, r: &AccessRecord<'_>, at: SystemTime) {
     out.extend_from_slice(b",\"reason\":");
     string(out, r.reason);
     if let Some(l) = r.route_line {
-        let _ = write!(out, ",\"route_line\":{l}");
+        out.extend_from_slice(b",\"route_line\":");
+        decimal(out, l as u64);
     }
     if let Some(e) = r.error {
         out.extend_from_slice(b",\"error\":");
@@ -118,8 +119,25 @@ pub fn write_json(out: &mut Vec<u8>, r: &AccessRecord<'_>, at: SystemTime) {
 
 /// Milliseconds with microsecond precision (`12.345`), from integers: no float formatting.
 fn millis(out: &mut Vec<u8>, d: Duration) {
-    let us = d.as_micros();
-    let _ = write!(out, "{}.{:03}", us / 1000, us % 1000);
+    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    decimal(out, us / 1000);
+    let frac = us % 1000;
+    out.extend_from_slice(&[b'.', b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8]);
+}
+
+/// An unsigned integer in decimal, without `fmt`'s machinery (the line has several per request).
+fn decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// `2026-11-29T20:10:27.571777Z`; the seconds part is formatted once per second per thread.
@@ -133,7 +151,14 @@ fn timestamp(out: &mut Vec<u8>, at: SystemTime) {
         }
         out.extend_from_slice(&cell.1);
     });
-    let _ = write!(out, ".{:06}Z", since.subsec_micros());
+    let us = since.subsec_micros();
+    let mut frac = [b'.', b'0', b'0', b'0', b'0', b'0', b'0', b'Z'];
+    let mut n = us;
+    for d in frac[1..7].iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend_from_slice(&frac);
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` in UTC, by Howard Hinnant's days-to-civil algorithm.
@@ -289,6 +314,15 @@ mod tests {
                 String::from_utf8(out).unwrap(),
                 format!("{want}.000001Z{want}.000002Z")
             );
+        }
+    }
+
+    #[test]
+    fn integers_are_written_in_decimal() {
+        for n in [0u64, 7, 10, 404, 65_535, u64::MAX] {
+            let mut out = Vec::new();
+            decimal(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
         }
     }
 

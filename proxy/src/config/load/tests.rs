@@ -129,6 +129,7 @@ fn minimal_file_gets_documented_defaults() {
     assert_eq!(ss.refresh_margin, Duration::from_secs(60));
     assert_eq!(ss.max_cookie_bytes, 12288);
     assert!(ss.redis_url.is_none());
+    assert!(ss.redis_client_cache, "Redis reads are cached (and invalidated by Redis) unless turned off");
     assert_eq!(ss.paths.login, "/oauth2/login");
     assert_eq!(ss.paths.callback, "/oauth2/callback");
     assert_eq!(ss.paths.logout, "/oauth2/logout");
@@ -504,6 +505,7 @@ signing_key_file = "key.pem"
 store = "redis"
 keys_file = "keys"
 redis_url_file = "redis"
+redis_client_cache = false
 "#,
     );
     // Relative `_file` paths are taken from the config file's directory.
@@ -515,6 +517,7 @@ redis_url_file = "redis"
     );
     assert_eq!(c.session.keys, vec![Secret(KEY_STD.into()), Secret(KEY_STD.into())]);
     assert_eq!(c.session.redis_url, Some(Secret("redis://127.0.0.1:6379/0".into())));
+    assert!(!c.session.redis_client_cache);
 }
 
 #[test]

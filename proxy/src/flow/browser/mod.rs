@@ -89,7 +89,7 @@ pub struct Browser {
     /// `Arc` while the cookie (or Redis value) stays the same, so a session's claims are turned into a principal
     /// once, not on every request. Its expiry does not move while the session is unchanged: `now + remaining`
     /// is the session's end.
-    views: moka::sync::Cache<usize, Arc<View>>,
+    views: moka::sync::Cache<usize, Arc<View>, foldhash::fast::RandomState>,
 }
 
 impl Browser {
@@ -128,7 +128,10 @@ impl Browser {
             keep_access_token: config.hosts.iter().any(|h| h.forward_access_token),
             client_id: config.provider.client_id.clone(),
             refreshes: SingleFlight::new(REFRESH_GRACE),
-            views: moka::sync::Cache::builder().max_capacity(10_000).time_to_idle(Duration::from_secs(300)).build(),
+            views: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_idle(Duration::from_secs(300))
+                .build_with_hasher(foldhash::fast::RandomState::default()),
         })
     }
 
