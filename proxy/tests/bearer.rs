@@ -213,6 +213,32 @@ async fn refusals_name_their_reason() {
     }
     assert!(!logs.contains(&good), "a token was logged");
     assert!(logs.contains("\"decision\""), "access log lines are JSON with a decision: {logs}");
+
+    // The access line of the last request, field by field (written by hand, see telemetry::access).
+    let mut line: Option<Value> = None;
+    for _ in 0..50 {
+        line = sidecar
+            .logs()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["target"] == "access" && v["path"] == "/admin/users" && v["status"] == 200)
+            .last();
+        if line.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let line = line.expect("an access line for GET /admin/users 200");
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["host"], HOST);
+    assert_eq!(line["auth"], "bearer");
+    assert_eq!(line["decision"], "allow");
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["message"], "request");
+    assert_eq!(line["subject"], base["oid"], "{line}");
+    assert!(line["route_line"].as_u64().is_some_and(|l| l > 0), "{line}");
+    assert!(line["latency_ms"].as_f64().is_some_and(|ms| ms >= line["upstream_ms"].as_f64().unwrap()), "{line}");
+    assert!(line["timestamp"].as_str().is_some_and(|t| t.len() == 27 && t.ends_with('Z')), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -170,6 +170,19 @@ impl KeyStore {
         })
     }
 
+    /// Until the start-up fetch has finished once (keys or an error), waits for it, at most `max`: the ALB may
+    /// send a task its first requests while that fetch is still under way, and a few milliseconds of waiting beat a
+    /// 503. After the first attempt this returns at once, keys or not (a provider that is down is reported, not
+    /// waited for on every request).
+    pub async fn wait_first_fetch(&self, max: Duration) {
+        let step = Duration::from_millis(10);
+        let mut waited = Duration::ZERO;
+        while !self.ready() && self.fetch_generation.load(Ordering::SeqCst) == 0 && waited < max {
+            tokio::time::sleep(step).await;
+            waited += step;
+        }
+    }
+
     /// The last failure, even while older keys still serve (health details, `explain`).
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().clone()

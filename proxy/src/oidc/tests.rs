@@ -85,6 +85,20 @@ async fn first_fetch_loads_metadata_and_keys() {
 }
 
 #[tokio::test]
+async fn a_token_checked_during_the_first_fetch_waits_for_it() {
+    let p = TestProvider::start().await;
+    let cfg = provider_config(&p.issuer());
+    let store = KeyStore::new(&cfg).unwrap();
+    let verifier = Verifier::new(&cfg, store.clone());
+    // Checked at the very moment the sidecar starts fetching: no keys yet, but the first fetch is under way.
+    assert!(!store.ready());
+    let r = spawn(store);
+    let t = verifier.verify_access_token(&p.sign(p.default_claims())).await.expect("waited for the first fetch");
+    assert_eq!(t.kid.as_deref(), Some(p.current_kid().as_str()));
+    assert!(r.store.ready());
+}
+
+#[tokio::test]
 async fn shutdown_stops_the_task() {
     let p = TestProvider::start().await;
     let cfg = provider_config(&p.issuer());

@@ -27,6 +27,8 @@ use crate::config::ProviderConfig;
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// A `kid` is a lookup key, nothing more; anything longer than this is not one.
 const MAX_KID_BYTES: usize = 256;
+/// How long a request made while the sidecar's first key fetch is still running waits for it (then 503).
+const FIRST_FETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// Audiences of Microsoft Graph access tokens (v2 GUID form and v1 URI forms).
 pub const GRAPH_AUDIENCES: [&str; 3] =
     ["00000003-0000-0000-c000-000000000000", "https://graph.microsoft.com", "https://graph.microsoft.com/"];
@@ -710,6 +712,9 @@ impl Verifier {
 
     /// The key for this header, refetching the JWKS once (subject to the key store's cooldown) for an unknown kid.
     async fn find_key(&self, header: &JoseHeader) -> Result<Arc<KeyEntry>, TokenError> {
+        if !self.keys.ready() {
+            self.keys.wait_first_fetch(FIRST_FETCH_WAIT).await;
+        }
         let Some(set) = self.keys.keys() else {
             return Err(TokenError::KeysUnavailable(
                 self.keys.unavailable_reason().unwrap_or_else(|| "keys not loaded".into()),
