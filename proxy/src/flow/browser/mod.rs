@@ -62,6 +62,20 @@ struct View {
     cache_key: [u8; 32],
 }
 
+/// Estimated bytes of opened sessions and principals `Browser::views` may keep alive.
+const VIEWS_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A rough size of what a cached view holds: the session (claims, tokens) and its principal (claims again, lists).
+fn view_weight(v: &View) -> u32 {
+    let p = &v.principal;
+    let items = p.groups.len() + p.roles.len() + p.scopes.len() + 2 * p.claims.len();
+    let tokens = [&v.data.access_token, &v.data.refresh_token, &v.data.id_token]
+        .iter()
+        .map(|t| t.as_ref().map_or(0, String::len))
+        .sum::<usize>();
+    u32::try_from(1024 + 2 * 64 * items + tokens).unwrap_or(u32::MAX)
+}
+
 /// The longest ID token kept in a cookie-store session for logout's `id_token_hint`: a larger one (Entra, many
 /// groups) would cost more cookie than it is worth; logout then sends `client_id` instead, which providers accept.
 const MAX_ID_TOKEN_HINT_IN_COOKIE: usize = 2048;
@@ -128,8 +142,11 @@ impl Browser {
             keep_access_token: config.hosts.iter().any(|h| h.forward_access_token),
             client_id: config.provider.client_id.clone(),
             refreshes: SingleFlight::new(REFRESH_GRACE),
+            // Weighed by an estimate of the bytes an entry keeps alive (the session and its principal), so users with
+            // hundreds of groups cannot make it grow past the bound.
             views: moka::sync::Cache::builder()
-                .max_capacity(10_000)
+                .max_capacity(VIEWS_CACHE_BYTES)
+                .weigher(|_, v: &Arc<View>| view_weight(v))
                 .time_to_idle(Duration::from_secs(300))
                 .build_with_hasher(foldhash::fast::RandomState::default()),
         })

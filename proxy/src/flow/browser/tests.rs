@@ -343,3 +343,26 @@ async fn without_client_credentials_sign_in_is_off_but_the_sidecar_starts() {
     let keys = KeyStore::new(&cfg.provider).unwrap();
     assert!(Browser::new(&cfg, keys).is_err());
 }
+
+#[test]
+fn cached_views_are_weighed_by_what_they_keep_alive() {
+    use crate::identity::{AuthMethod, Principal};
+    let cfg = crate::session::seal::tests::session_config(vec![]);
+    let view = |groups: usize| {
+        let claims = serde_json::json!({
+            "oid": "o",
+            "groups": (0..groups).map(|i| format!("{i:08x}-aaaa-bbbb-cccc-000000000000")).collect::<Vec<_>>(),
+        });
+        let claims = claims.as_object().cloned().unwrap();
+        let data = Arc::new(SessionData::new("o", claims.clone(), 1_800_000_000, &cfg));
+        let principal = Arc::new(Principal::from_claims(&claims, 1_800_003_600, AuthMethod::Session));
+        View { data, principal, cache_key: [0; 32] }
+    };
+    let small = view_weight(&view(0));
+    let large = view_weight(&view(200));
+    assert!(small >= 1024 && small < 4096, "{small}");
+    // 200 groups keep ~25 KB alive (the list twice: in the claims and in the principal): the weight says so.
+    assert!(large > 25_000, "{large}");
+    let fit = VIEWS_CACHE_BYTES / u64::from(large);
+    assert!(fit < 1_000, "the bound holds a few hundred such sessions, not thousands: {fit}");
+}
