@@ -27,8 +27,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use oidc_sidecar::config::{self, Access, Config};
-use oidc_sidecar::session::{merge_claims, unix_now, CookieMap, KeyRing, SessionData, SessionStore};
+use oidc_sidecar::config::{self, Config};
+use oidc_sidecar::session::{kept_claims, merge_claims, unix_now, CookieMap, KeyRing, SessionData, SessionStore};
 
 const USAGE: &str = "usage: mint_session --config PATH [--redis] [--https] [--scp \"s1 s2\"] [--claim name=json]... \
 [--access-token-file PATH]";
@@ -104,22 +104,6 @@ fn user_claims(args: &Args) -> (Map<String, Value>, Map<String, Value>) {
     (obj(id), obj(access))
 }
 
-/// Claim names route rules read: the callback keeps these besides the defaults.
-fn kept_claims(config: &Config) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for route in config.hosts.iter().flat_map(|h| &h.routes) {
-        if let Access::Require(req) = &route.access {
-            for rule in &req.claims {
-                let top = rule.claim.split('.').next().unwrap_or(&rule.claim).to_string();
-                if !out.contains(&top) {
-                    out.push(top);
-                }
-            }
-        }
-    }
-    out
-}
-
 async fn mint(args: Args) -> Result<String, String> {
     let config = config::load(&args.config).map_err(|e| e.to_string())?;
     mint_for(&config, &args).await
@@ -148,7 +132,7 @@ async fn mint_for(config: &Config, args: &Args) -> Result<String, String> {
     let mut id = id;
     id.remove("scp");
     access.remove("sid");
-    let claims = merge_claims(&id, Some(&access), &kept_claims(config));
+    let claims = merge_claims(&id, Some(&access), &kept_claims(&config.hosts));
     let subject = ["oid", "sub"]
         .iter()
         .find_map(|k| claims.get(*k).and_then(Value::as_str))

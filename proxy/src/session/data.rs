@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::SessionConfig;
+use crate::config::{Access, HostConfig, SessionConfig};
 
 /// Claims every session keeps when the provider sent them: identity (`oid`, `sub`, `tid`, names, email),
 /// authorization (`roles`, `groups`, `scp`), Entra's group-overage marker (`_claim_names`, `hasgroups`), the
@@ -163,6 +163,22 @@ impl SessionData {
     pub fn claim_str(&self, name: &str) -> Option<&str> {
         self.claims.get(name).and_then(Value::as_str)
     }
+}
+
+/// Claim names route rules read (top-level name of a dotted path), kept in sessions besides the defaults.
+pub fn kept_claims(hosts: &[HostConfig]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for route in hosts.iter().flat_map(|h| &h.routes) {
+        if let Access::Require(req) = &route.access {
+            for rule in &req.claims {
+                let top = rule.claim.split('.').next().unwrap_or(&rule.claim).to_string();
+                if !out.contains(&top) {
+                    out.push(top);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Keeps only the claims in [`DEFAULT_KEPT_CLAIMS`] and `keep` (claims named by route rules).

@@ -26,12 +26,12 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{External, LocalResponse, Outcome, Request};
-use crate::config::{Access, ClientAuth, Config, HostConfig, LoginMode, SessionConfig};
+use crate::config::{ClientAuth, Config, HostConfig, LoginMode, SessionConfig};
 use crate::identity::{AuthMethod, Principal};
 use crate::oidc::codeflow::{CodeFlow, Endpoints};
 use crate::oidc::{KeyStore, Verifier};
 use crate::session::{
-    merge_claims, request_kind, unix_now, CookieMap, CookieSettings, KeyRing, SessionData, SessionStore,
+    kept_claims, merge_claims, request_kind, unix_now, CookieMap, CookieSettings, KeyRing, SessionData, SessionStore,
     SingleFlight, StoreError,
 };
 
@@ -389,22 +389,6 @@ fn session_claims(id: &Map<String, Value>, access: Option<&Map<String, Value>>, 
         merged.insert("roles".into(), Value::Array(roles));
     }
     merged
-}
-
-/// Claim names route rules read (top-level name of a dotted path), kept in sessions besides the defaults.
-fn kept_claims(hosts: &[HostConfig]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for route in hosts.iter().flat_map(|h| &h.routes) {
-        if let Access::Require(req) = &route.access {
-            for rule in &req.claims {
-                let top = rule.claim.split('.').next().unwrap_or(&rule.claim).to_string();
-                if !out.contains(&top) {
-                    out.push(top);
-                }
-            }
-        }
-    }
-    out
 }
 
 /// The external scheme is https: from `external_url` when configured, else from the (trusted) forwarded headers.
