@@ -121,21 +121,23 @@ pub fn write_json(out: &mut Vec<u8>, r: &AccessRecord<'_>, at: SystemTime) {
 fn millis(out: &mut Vec<u8>, d: Duration) {
     let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
     decimal(out, us / 1000);
-    let frac = us % 1000;
-    out.extend_from_slice(&[b'.', b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8]);
+    out.push(b'.');
+    zero_padded(out, us % 1000, 3);
 }
 
 /// An unsigned integer in decimal, without `fmt`'s machinery (the line has several per request).
-fn decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
+fn decimal(out: &mut Vec<u8>, n: u64) {
+    zero_padded(out, n, 1);
+}
+
+/// `n` in decimal with at least `width` digits (leading zeros), `width` at most 20.
+fn zero_padded(out: &mut Vec<u8>, mut n: u64, width: usize) {
+    let mut buf = [b'0'; 20];
     let mut i = buf.len();
-    loop {
+    while n > 0 || buf.len() - i < width {
         i -= 1;
         buf[i] = b'0' + (n % 10) as u8;
         n /= 10;
-        if n == 0 {
-            break;
-        }
     }
     out.extend_from_slice(&buf[i..]);
 }
@@ -151,14 +153,9 @@ fn timestamp(out: &mut Vec<u8>, at: SystemTime) {
         }
         out.extend_from_slice(&cell.1);
     });
-    let us = since.subsec_micros();
-    let mut frac = [b'.', b'0', b'0', b'0', b'0', b'0', b'0', b'Z'];
-    let mut n = us;
-    for d in frac[1..7].iter_mut().rev() {
-        *d = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-    out.extend_from_slice(&frac);
+    out.push(b'.');
+    zero_padded(out, u64::from(since.subsec_micros()), 6);
+    out.push(b'Z');
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` in UTC, by Howard Hinnant's days-to-civil algorithm.
@@ -323,6 +320,11 @@ mod tests {
             let mut out = Vec::new();
             decimal(&mut out, n);
             assert_eq!(out, n.to_string().into_bytes());
+            for width in [3, 6] {
+                let mut out = Vec::new();
+                zero_padded(&mut out, n, width);
+                assert_eq!(out, format!("{n:0width$}").into_bytes());
+            }
         }
     }
 
