@@ -80,7 +80,7 @@ pub fn external(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) ->
         if !forwarded_for.is_empty() {
             forwarded_for.push_str(", ");
         }
-        let _ = std::fmt::Write::write_fmt(&mut forwarded_for, format_args!("{p}"));
+        push_ip(&mut forwarded_for, p);
     }
 
     let (scheme, forwarded_host, forwarded_port) = if peer_trusted {
@@ -99,16 +99,49 @@ pub fn external(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) ->
         .or_else(|| header(headers, "host").map(str::to_string))
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let host = with_port(&raw_host, &scheme, forwarded_port);
+    let host = with_port(raw_host, &scheme, forwarded_port);
     External { client_ip, scheme, host, forwarded_for }
 }
 
-/// Adds a non-default forwarded port to a host that has none; drops a default one.
-fn with_port(host: &str, scheme: &str, port: Option<u16>) -> String {
+/// Writes an address as `Display` does; IPv4 (the ALB's and every VPC peer) without the formatting machinery,
+/// because this runs for every request.
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(_) => {
+            let _ = std::fmt::Write::write_fmt(out, format_args!("{ip}"));
+        }
+    }
+}
+
+/// Adds a non-default forwarded port to a host that has none; drops a default one. A host already written as
+/// `name:port` in canonical form is returned as it came (no copy).
+fn with_port(host: String, scheme: &str, port: Option<u16>) -> String {
     let default = if scheme == "https" { 443 } else { 80 };
-    let (name, existing) = split_port(host);
+    let (name, existing) = split_port(&host);
     match existing.or(port) {
-        Some(p) if p != default => format!("{name}:{p}"),
+        Some(p) if p != default => {
+            let digits = p.checked_ilog10().unwrap_or(0) as usize + 1;
+            if existing == Some(p) && host.len() == name.len() + 1 + digits {
+                host
+            } else {
+                format!("{name}:{p}")
+            }
+        }
+        _ if name.len() == host.len() => host,
         _ => name.to_string(),
     }
 }
@@ -195,6 +228,40 @@ mod tests {
         );
         assert_eq!(e.client_ip, Some("198.51.100.7".parse().unwrap()));
         assert_eq!(e.host, "x:8443");
+    }
+
+    #[test]
+    fn ports_are_kept_only_when_not_the_default_and_written_canonically() {
+        let cases = [
+            ("a.b:8443", "https", None, "a.b:8443"),
+            ("a.b:443", "https", None, "a.b"),
+            ("a.b:0080", "http", None, "a.b"),
+            ("a.b:08443", "http", None, "a.b:8443"),
+            ("a.b:+8443", "http", None, "a.b:8443"),
+            ("a.b", "http", Some(8080), "a.b:8080"),
+            ("a.b", "http", Some(80), "a.b"),
+            ("a.b:9000", "http", Some(8080), "a.b:9000"),
+            ("[::1]:8080", "http", None, "[::1]:8080"),
+            ("[::1]:80", "http", None, "[::1]"),
+            ("a.b", "http", None, "a.b"),
+        ];
+        for (host, scheme, port, want) in cases {
+            assert_eq!(with_port(host.to_string(), scheme, port), want, "{host} {scheme} {port:?}");
+        }
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        let mut ips: Vec<IpAddr> = ["0.0.0.0", "255.255.255.255", "10.0.1.20", "1.22.133.9", "::1", "2001:db8::7"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        ips.extend((0..=255u8).map(|o| IpAddr::from([o, 255 - o, o / 3, o % 7])));
+        for ip in ips {
+            let mut out = String::from("x");
+            push_ip(&mut out, ip);
+            assert_eq!(out, format!("x{ip}"));
+        }
     }
 
     #[test]
