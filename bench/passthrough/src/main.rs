@@ -6,9 +6,18 @@
 //!
 //! Usage: `bare-pingora [LISTEN] [UPSTREAM]` (or env `BARE_PINGORA_LISTEN`, `BARE_PINGORA_UPSTREAM`;
 //! defaults `127.0.0.1:18082` and `127.0.0.1:18080`). Threads: env `BARE_PINGORA_THREADS` (default 1).
+//!
+//! Plumbing mode (`BARE_PINGORA_PLUMBING=<file>`, bench system (c'') `pingora-plumbing`): still no check of
+//! any kind, but the per-request work any production proxy in the sidecar's place must do before it checks
+//! anything, done the way the sidecar's gateway does it: the downstream keep-alive timeout the ALB needs, the
+//! upstream connect/read/write/idle timeouts (the sidecar's defaults), the `Cookie` header dropped, and the
+//! headers listed in the file (`name: value` per line: what the sidecar added upstream for a session request,
+//! captured by `bench/session/capture-upstream.sh`) appended. The sidecar's distance to this system is what
+//! authentication, sessions, logging and metrics cost; its distance to plain pass-through also includes this.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::prelude::*;
@@ -17,6 +26,8 @@ use pingora::server::configuration::ServerConf;
 /// Forwards every request to one upstream address.
 struct PassThrough {
     upstream: SocketAddr,
+    /// Plumbing mode: the headers to add upstream (see the module docs).
+    plumbing: Option<Vec<(http::HeaderName, http::HeaderValue)>>,
 }
 
 #[async_trait]
@@ -25,10 +36,59 @@ impl ProxyHttp for PassThrough {
 
     fn new_ctx(&self) -> Self::CTX {}
 
+    async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<bool> {
+        if self.plumbing.is_some() {
+            // As oidc-sidecar's gateway: outlive the ALB's 60 s idle timeout.
+            session.set_keepalive(Some(75));
+        }
+        Ok(false)
+    }
+
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
         // A parsed SocketAddr: HttpPeer::new resolves (and unwraps) anything else.
-        Ok(Box::new(HttpPeer::new(self.upstream, false, String::new())))
+        let mut peer = HttpPeer::new(self.upstream, false, String::new());
+        if self.plumbing.is_some() {
+            // oidc-sidecar's defaults (server.upstream_*_timeout), set the way its gateway sets them.
+            peer.options.connection_timeout = Some(Duration::from_secs(1));
+            peer.options.total_connection_timeout = Some(Duration::from_secs(1));
+            peer.options.read_timeout = Some(Duration::from_secs(60));
+            peer.options.write_timeout = Some(Duration::from_secs(60));
+            peer.options.idle_timeout = Some(Duration::from_secs(4));
+        }
+        Ok(Box::new(peer))
     }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        _ctx: &mut (),
+    ) -> Result<()> {
+        if let Some(headers) = &self.plumbing {
+            upstream_request.remove_header("cookie");
+            for (name, value) in headers {
+                upstream_request.append_header(name.clone(), value.clone())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads `name: value` lines (blank lines and `#` comments skipped).
+fn read_headers(path: &str) -> std::result::Result<Vec<(http::HeaderName, http::HeaderValue)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, value) = line.split_once(':').ok_or_else(|| format!("{path}:{}: expected `name: value`", n + 1))?;
+        let name = http::HeaderName::from_bytes(name.trim().as_bytes()).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
+        let value = http::HeaderValue::from_str(value.trim()).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
+        out.push((name, value));
+    }
+    Ok(out)
 }
 
 fn arg_or_env(position: usize, var: &str, default: &str) -> String {
@@ -61,6 +121,17 @@ fn main() -> ExitCode {
         }
     };
 
+    let plumbing = match std::env::var("BARE_PINGORA_PLUMBING") {
+        Err(_) => None,
+        Ok(path) => match read_headers(&path) {
+            Ok(headers) => Some(headers),
+            Err(e) => {
+                eprintln!("bare-pingora: BARE_PINGORA_PLUMBING: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+
     let mut conf = ServerConf::default();
     conf.threads = threads;
     conf.grace_period_seconds = Some(0);
@@ -69,9 +140,13 @@ fn main() -> ExitCode {
 
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy = http_proxy_service(&server.configuration, PassThrough { upstream });
+    let mut proxy = http_proxy_service(&server.configuration, PassThrough { upstream, plumbing: plumbing.clone() });
     proxy.add_tcp(&listen);
     server.add_service(proxy);
-    eprintln!("bare-pingora: {listen} -> {upstream}, {threads} thread(s)");
+    let mode = match &plumbing {
+        Some(h) => format!(", plumbing mode ({} headers added upstream)", h.len()),
+        None => String::new(),
+    };
+    eprintln!("bare-pingora: {listen} -> {upstream}, {threads} thread(s){mode}");
     server.run_forever()
 }
