@@ -41,8 +41,9 @@ sed -e 's|^listen = .*|listen = "127.0.0.1:18092"|' \
 "$SIDECAR_BIN" run --config "$CAP/sidecar.toml" > "$CAP/sidecar.log" 2>&1 &
 SIDECAR_PID=$!
 trap 'kill $SIDECAR_PID $CAPTURE_PID 2>/dev/null || true' EXIT
+# Both must listen before the one request (the capture server answers exactly one connection: no probing it).
 for _ in $(seq 1 100); do
-    curl -sf -o /dev/null http://127.0.0.1:18092/healthz && break
+    ss -Hltn "sport = :18091" | grep -q . && curl -sf -o /dev/null http://127.0.0.1:18092/healthz && break
     sleep 0.1
 done
 COOKIE=$(CONFIG=$CAP/sidecar.toml "$HERE/mint.sh")
