@@ -14,6 +14,7 @@
 //! headers listed in the file (`name: value` per line: what the sidecar added upstream for a session request,
 //! captured by `bench/session/capture-upstream.sh`) appended. The sidecar's distance to this system is what
 //! authentication, sessions, logging and metrics cost; its distance to plain pass-through also includes this.
+//! `BARE_PINGORA_PLUMBING_TIMEOUTS=0` leaves the timeouts out (the headers' share alone).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -28,6 +29,8 @@ struct PassThrough {
     upstream: SocketAddr,
     /// Plumbing mode: the headers to add upstream (see the module docs).
     plumbing: Option<Vec<(http::HeaderName, http::HeaderValue)>>,
+    /// Plumbing mode with the sidecar's keep-alive and upstream timeouts (the default).
+    timeouts: bool,
 }
 
 #[async_trait]
@@ -37,7 +40,7 @@ impl ProxyHttp for PassThrough {
     fn new_ctx(&self) -> Self::CTX {}
 
     async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<bool> {
-        if self.plumbing.is_some() {
+        if self.plumbing.is_some() && self.timeouts {
             // As oidc-sidecar's gateway: outlive the ALB's 60 s idle timeout.
             session.set_keepalive(Some(75));
         }
@@ -47,7 +50,7 @@ impl ProxyHttp for PassThrough {
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
         // A parsed SocketAddr: HttpPeer::new resolves (and unwraps) anything else.
         let mut peer = HttpPeer::new(self.upstream, false, String::new());
-        if self.plumbing.is_some() {
+        if self.plumbing.is_some() && self.timeouts {
             // oidc-sidecar's defaults (server.upstream_*_timeout), set the way its gateway sets them.
             peer.options.connection_timeout = Some(Duration::from_secs(1));
             peer.options.total_connection_timeout = Some(Duration::from_secs(1));
@@ -132,6 +135,8 @@ fn main() -> ExitCode {
         },
     };
 
+    let timeouts = std::env::var("BARE_PINGORA_PLUMBING_TIMEOUTS").map_or(true, |v| v != "0");
+
     let mut conf = ServerConf::default();
     conf.threads = threads;
     conf.grace_period_seconds = Some(0);
@@ -140,11 +145,15 @@ fn main() -> ExitCode {
 
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy = http_proxy_service(&server.configuration, PassThrough { upstream, plumbing: plumbing.clone() });
+    let mut proxy = http_proxy_service(&server.configuration, PassThrough { upstream, plumbing: plumbing.clone(), timeouts });
     proxy.add_tcp(&listen);
     server.add_service(proxy);
     let mode = match &plumbing {
-        Some(h) => format!(", plumbing mode ({} headers added upstream)", h.len()),
+        Some(h) => format!(
+            ", plumbing mode ({} headers added upstream, timeouts {})",
+            h.len(),
+            if timeouts { "on" } else { "off" }
+        ),
         None => String::new(),
     };
     eprintln!("bare-pingora: {listen} -> {upstream}, {threads} thread(s){mode}");
