@@ -128,15 +128,15 @@ impl SessionStore {
 
     /// A store with an explicit backend (tests, or Redis with non-default [`RedisOptions`]).
     pub fn with_backend(cfg: &SessionConfig, ring: Arc<KeyRing>, backend: Backend) -> SessionStore {
+        let https = CookieSettings::new(cfg, true);
+        let http = CookieSettings::new(cfg, false);
         SessionStore {
             ring: Arc::new(ArcSwap::new(ring)),
             opened: opened_cache(),
-            purposes: [false, true].map(|secure| {
-                cookie_purpose(CookieSettings::new(cfg, secure).session_name()).into()
-            }),
+            purposes: [&http, &https].map(|settings| cookie_purpose(settings.session_name()).into()),
             cfg: cfg.clone(),
-            https: CookieSettings::new(cfg, true),
-            http: CookieSettings::new(cfg, false),
+            https,
+            http,
             backend,
         }
     }
