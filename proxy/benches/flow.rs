@@ -35,8 +35,7 @@ fn bench_flow(c: &mut Criterion) {
         let claims = provider.default_claims().as_object().cloned().expect("claims");
         let data = SessionData::new("bench-user", claims, unix_now(), &cfg.session);
         let set = store.save(&data, &CookieMap::default(), false).await.expect("session");
-        let cookie: Vec<String> =
-            set.iter().map(|c| c.header.split(';').next().expect("pair").to_string()).collect();
+        let cookie: Vec<&str> = set.iter().map(|c| c.pair()).collect();
         let app = App::new(cfg, keys, signer).expect("app");
         (provider, app, cookie.join("; "))
     });

@@ -153,11 +153,7 @@ async fn mint_for(config: &Config, args: &Args) -> Result<String, String> {
         .await
         .map_err(|e| e.to_string())?;
     // `Set-Cookie: name=value; HttpOnly; ...` -> `name=value`, joined as one `Cookie:` header (chunks in order).
-    let pairs: Vec<&str> = sets
-        .iter()
-        .filter(|s| !s.is_removal())
-        .filter_map(|s| s.header.split(';').next())
-        .collect();
+    let pairs: Vec<&str> = sets.iter().filter(|s| !s.is_removal()).map(|s| s.pair()).collect();
     if pairs.is_empty() {
         return Err("the store returned no session cookie".into());
     }

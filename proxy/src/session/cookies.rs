@@ -44,6 +44,11 @@ pub struct SetCookie {
 }
 
 impl SetCookie {
+    /// The `name=value` part, as a browser would send it back in a `Cookie:` header.
+    pub fn pair(&self) -> &str {
+        self.header.split(';').next().unwrap_or(&self.header)
+    }
+
     /// True when this header deletes the cookie (`Max-Age=0`).
     pub fn is_removal(&self) -> bool {
         self.header.contains("; Max-Age=0")

@@ -167,7 +167,7 @@ mod tests {
     fn browser(before: &CookieMap, set: &[SetCookie]) -> CookieMap {
         let mut out = CookieMap::default();
         for s in set.iter().filter(|s| !s.is_removal()) {
-            let (n, v) = s.header.split(';').next().unwrap().split_once('=').unwrap();
+            let (n, v) = s.pair().split_once('=').unwrap();
             out.insert(n, v);
         }
         for n in before.names() {
@@ -255,7 +255,7 @@ mod tests {
         let j = jar(true);
         let a = PendingLogin::new("/", 0);
         let set = a.seal(&r, &j, &CookieMap::default(), 0);
-        let value = set[0].header.split(';').next().unwrap().split_once('=').unwrap().1;
+        let value = set[0].pair().split_once('=').unwrap().1;
         assert_eq!(open_named(&r, "__Host-oidc_login_AAAAAAAA", value), None);
     }
 

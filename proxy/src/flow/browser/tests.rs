@@ -304,7 +304,7 @@ async fn a_tampered_cookie_is_no_session_and_is_cleared() {
     let mut d = SessionData { created_at: unix_now(), last_seen: unix_now(), expires_at: unix_now() + 3600, ..d };
     d.access_expires_at = Some(unix_now() + 3600);
     let sets = b.store.save(&d, &CookieMap::default(), true).await.unwrap();
-    let cookie = sets.iter().map(|s| s.header.split(';').next().unwrap().to_string()).collect::<Vec<_>>().join("; ");
+    let cookie = sets.iter().map(|s| s.pair()).collect::<Vec<_>>().join("; ");
     let h = headers(&[("cookie", &cookie)]);
     let req = Request { method: &Method::GET, path: "/", query: None, headers: &h, body: None, peer: None };
     let auth = b.authenticate(&req, host, &ext).await.unwrap();
