@@ -22,6 +22,8 @@ step "cargo build"
 cargo build --workspace --all-targets --locked
 
 step "cargo test"
+# Tests that would skip for a missing tool (openssl, a TLS-capable redis-server) fail instead: this script installed them.
+export OIDC_SIDECAR_TEST_STRICT=1
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee /tmp/oidc-sidecar-cargo-test.log || failed+=(cargo-test)
 
 if [ -d examples/fastapi/tests ]; then

@@ -196,19 +196,20 @@ struct Browser<'a> {
     sidecar: &'a Sidecar,
     jar: Jar,
     https: bool,
+    host: &'static str,
 }
 
 impl<'a> Browser<'a> {
     fn new(sidecar: &'a Sidecar) -> Self {
-        Browser { sidecar, jar: Jar::default(), https: false }
+        Browser { sidecar, jar: Jar::default(), https: false, host: HOST }
     }
 
     fn on(&self, sidecar: &'a Sidecar) -> Browser<'a> {
-        Browser { sidecar, jar: self.jar.clone(), https: self.https }
+        Browser { sidecar, jar: self.jar.clone(), https: self.https, host: self.host }
     }
 
     fn request(&self, method: reqwest::Method, path_and_query: &str) -> reqwest::RequestBuilder {
-        let mut b = client().request(method, self.sidecar.url(path_and_query)).header("host", HOST);
+        let mut b = client().request(method, self.sidecar.url(path_and_query)).header("host", self.host);
         if self.https {
             b = b.header("x-forwarded-proto", "https");
         }
@@ -260,9 +261,9 @@ impl<'a> Browser<'a> {
         assert_eq!(r.status(), 302, "provider auto-approves");
         let back = location(&r);
         let scheme = if self.https { "https" } else { "http" };
-        let prefix = format!("{scheme}://{HOST}/oauth2/callback?");
+        let prefix = format!("{scheme}://{}/oauth2/callback?", self.host);
         assert!(back.starts_with(&prefix), "redirect_uri from the external origin: {back}");
-        let r = self.navigate(&back[format!("{scheme}://{HOST}").len()..]).await;
+        let r = self.navigate(&back[format!("{scheme}://{}", self.host).len()..]).await;
         assert_eq!(r.status(), 302, "callback finishes: {}", self.sidecar.logs());
         location(&r)
     }
@@ -619,7 +620,7 @@ async fn redis_sessions_are_shared_and_die_at_logout() {
     assert_eq!(r.status(), 302);
     assert!(on_other.jar.session_cookies("oidc_session").is_empty());
     for s in [&a, &other] {
-        let mut old = Browser { sidecar: s, jar: copied.clone(), https: false };
+        let mut old = Browser { sidecar: s, jar: copied.clone(), https: false, host: HOST };
         assert_eq!(old.fetch("/me").await.status(), 401, "a cookie copied before logout is dead");
     }
 }
@@ -640,6 +641,8 @@ async fn redis_down_means_503_on_session_routes_while_bearer_works_and_recovers(
     assert_eq!(r.status(), 503);
     let body: Value = r.json().await.unwrap();
     assert!(body["error_description"].as_str().unwrap_or_default().contains("Redis"), "{body}");
+    let line = wait_for_log(&s, |l| l.contains("session store unavailable")).await;
+    assert!(line.contains("WARN") && line.contains(&format!("127.0.0.1:{}", redis.port)), "the log names the store: {line}");
     let r = client().get(s.url("/items/1")).header("host", HOST).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 200, "Bearer does not need Redis");
     let r = client().get(s.url("/public/x")).header("host", HOST).send().await.unwrap();
@@ -695,7 +698,15 @@ async fn front_channel_logout_ends_the_session() {
     let s = start(&app_config(&provider, &upstream.url(), &cookie_session(""), "")).await;
     let mut b = Browser::new(&s);
     b.sign_in(&provider, "/").await;
-    let r = b.navigate("/oauth2/frontchannel-logout").await;
+    // The cookie store's limit (README): a call that carries no cookie (a cross-site iframe with a Lax cookie)
+    // cannot find a session that lives only in the browser; it still answers the provider's iframe.
+    let sid = provider.last_sid().expect("a provider session");
+    let cookieless = format!("/oauth2/frontchannel-logout?iss={}&sid={sid}", provider.issuer());
+    let r = client().get(s.url(&cookieless)).header("host", HOST).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(b.fetch("/me").await.status(), 200, "cookie store: nothing to end without the cookie");
+    // Same-site iframe: the cookie comes along and the session ends.
+    let r = b.navigate(&cookieless).await;
     assert_eq!(r.status(), 200);
     assert!(b.jar.session_cookies("oidc_session").is_empty());
     assert_eq!(b.fetch("/me").await.status(), 401);
@@ -744,4 +755,286 @@ async fn redis_store_refreshes_once_across_two_tasks() {
     assert_eq!(b2.fetch("/items/2").await.status(), 200);
     assert_eq!(b.fetch("/items/2").await.status(), 200);
     assert_eq!(provider.refresh_grant_count(), 1);
+}
+
+/// The first log line matching `f`, waiting for the sidecar's log writer to get it to the file.
+async fn wait_for_log(s: &Sidecar, f: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(l) = s.logs().lines().find(|l| f(l)) {
+            return l.to_string();
+        }
+        assert!(Instant::now() < deadline, "no such log line:\n{}", s.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Fetches `/me` every `every` for `for_`, asserting each answer; returns how many requests were made.
+async fn keep_fetching(b: &mut Browser<'_>, every: Duration, for_: Duration, want: u16) -> usize {
+    let end = Instant::now() + for_;
+    let mut n = 0;
+    while Instant::now() < end {
+        tokio::time::sleep(every).await;
+        let r = b.fetch("/me").await;
+        assert_eq!(r.status().as_u16(), want, "request {n} at {:?} before the end", end.saturating_duration_since(Instant::now()));
+        n += 1;
+    }
+    n
+}
+
+/// Runs the inactivity/absolute-lifetime scenario on one store: an active session outlives its 3 s inactivity
+/// timeout (each request slides it: a new cookie, or a longer Redis TTL), an idle one ends, and activity does not
+/// stretch a session past its absolute lifetime.
+async fn inactivity_and_absolute_lifetime(session: String, redis: Option<&Redis>) {
+    let provider = TestProvider::start().await;
+    let upstream = EchoUpstream::start().await.expect("upstream");
+    let s = start(&app_config(&provider, &upstream.url(), &session, "")).await;
+
+    // Active for 7 s (more than twice the 3 s inactivity timeout): every request within it is served.
+    let mut b = Browser::new(&s);
+    b.sign_in(&provider, "/").await;
+    let first_cookie = b.jar.session_cookies("oidc_session");
+    let sets_before = b.jar.lines.len();
+    keep_fetching(&mut b, Duration::from_millis(700), Duration::from_secs(7), 200).await;
+    if redis.is_none() {
+        assert!(b.jar.lines.len() > sets_before, "the cookie store re-issues the cookie as the session slides");
+        assert_ne!(b.jar.session_cookies("oidc_session"), first_cookie, "a fresher sealed session");
+    } else {
+        assert_eq!(b.jar.session_cookies("oidc_session"), first_cookie, "with Redis the id cookie stays");
+    }
+    // Idle for longer than the inactivity timeout: the session is over (API → 401, navigation → login).
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert_eq!(b.fetch("/me").await.status(), 401, "idle past the inactivity timeout; log:\n{}", s.logs());
+    let r = b.navigate("/me").await;
+    assert_eq!(r.status(), 302);
+    assert!(location(&r).starts_with("/oauth2/login?rd="), "{}", location(&r));
+    if let Some(redis) = redis {
+        // The ended session left nothing behind in Redis either (its TTL ran out or it was deleted).
+        let keys = redis_keys(redis.port, "oidc-sidecar:s:*");
+        assert!(keys.is_empty(), "no session left in Redis: {keys:?}");
+    }
+
+    // Absolute lifetime 9 s: a session used every 700 ms still ends between 9 and 10 s after sign-in.
+    let mut b = Browser::new(&s);
+    let signed_in = Instant::now();
+    b.sign_in(&provider, "/").await;
+    keep_fetching(&mut b, Duration::from_millis(700), Duration::from_secs(6), 200).await;
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(signed_in.elapsed())).await;
+    assert_eq!(b.fetch("/me").await.status(), 401, "active, but past the absolute lifetime");
+}
+
+/// The keys of DB 0 of a private Redis matching `pattern`, read with `redis-cli`.
+fn redis_keys(port: u16, pattern: &str) -> Vec<String> {
+    let out = Command::new("redis-cli").args(["-p", &port.to_string(), "--raw", "keys", pattern]).output().expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inactivity_timeout_slides_with_use_and_absolute_lifetime_does_not_cookie_store() {
+    inactivity_and_absolute_lifetime(cookie_session("inactivity_timeout = \"3s\"\nmax_lifetime = \"9s\""), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inactivity_timeout_slides_with_use_and_absolute_lifetime_does_not_redis_store() {
+    let redis = Redis::start().await;
+    let session = redis_session(redis.port, "inactivity_timeout = \"3s\"\nmax_lifetime = \"9s\"");
+    inactivity_and_absolute_lifetime(session, Some(&redis)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_too_large_for_cookies_says_redis_at_login() {
+    let provider = provider_with(ProviderOptions { groups: 200, ..Default::default() }).await;
+    let upstream = EchoUpstream::start().await.expect("upstream");
+    let s = start(&app_config(&provider, &upstream.url(), &cookie_session("max_cookie_bytes = 4000"), "")).await;
+    let mut b = Browser::new(&s);
+    let r = b.navigate("/deep").await;
+    let login = location(&r);
+    let r = b.navigate(&login).await;
+    let r = client().get(location(&r)).send().await.expect("provider");
+    let back = location(&r);
+    let r = b.navigate(&back[format!("http://{HOST}").len()..]).await;
+
+    // 500: the operator's setting cannot hold this user's session (and the ALB's 5xx alarm should see it).
+    assert_eq!(r.status(), 500, "no session, no redirect");
+    assert!(r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().starts_with("text/html"));
+    let page = r.text().await.unwrap();
+    assert!(page.contains("store = &quot;redis&quot;") || page.contains("store = \"redis\""), "the page names the fix: {page}");
+    assert!(b.jar.session_cookies("oidc_session").is_empty(), "no session cookie: {:?}", b.jar.cookies.keys());
+    assert!(!b.jar.cookies.keys().any(|k| k.starts_with("oidc_login_")), "the pending login is cleared");
+    let line = wait_for_log(&s, |l| l.contains("too large for cookies")).await;
+    assert!(line.contains("session.store = \\\"redis\\\"") && line.contains("\"groups\":200"), "the log names the fix and why: {line}");
+    assert_eq!(b.fetch("/deep").await.status(), 401);
+}
+
+/// `app.example.test` signs in; `api.example.test` (login = "deny", the app's origin allowed) accepts the same
+/// session through a `Domain` cookie, as two ECS services behind one ALB would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_share_one_session_through_the_cookie_domain() {
+    const APP: &str = "app.example.test";
+    const API: &str = "api.example.test";
+    let provider = TestProvider::start().await;
+    let upstream = EchoUpstream::start().await.expect("upstream");
+    let session = cookie_session("cookie_name = \"__Secure-oidc_session\"\ncookie_domain = \"example.test\"");
+    let config = app_config(&provider, &upstream.url(), &session, "").replace(&format!("name = \"{HOST}\""), &format!("name = \"{APP}\""))
+        + &format!(
+            r#"
+[[hosts]]
+name = "{API}"
+upstream = "{}"
+login = "deny"
+allowed_origins = ["https://{APP}"]
+[[hosts.routes]]
+path = "/"
+access = "authenticated"
+"#,
+            upstream.url()
+        );
+    let s = Sidecar::start(&config).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client().get(s.url("/oauth2/login")).header("host", APP).send().await.map(|r| r.status()).ok() != Some(reqwest::StatusCode::FOUND) {
+        assert!(Instant::now() < deadline, "sign-in never became available; log:\n{}", s.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut app = Browser::new(&s);
+    app.https = true;
+    app.host = APP;
+    assert_eq!(app.sign_in(&provider, "/home").await, "/home");
+    let line = app.jar.lines.iter().rev().find(|l| l.starts_with("__Secure-oidc_session=")).expect("session cookie").clone();
+    for flag in ["Domain=example.test", "Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(line.contains(flag), "{flag} in {line}");
+    }
+
+    // The browser sends the Domain cookie to the API host too.
+    let mut api = app.on(&s);
+    api.host = API;
+    let r = api.fetch("/orders").await;
+    assert_eq!(r.status(), 200, "the API host accepts the app's session");
+    let echo = echo_of(r).await;
+    assert_eq!(echo.header("x-auth-method"), Some("session"));
+    assert_eq!(echo.header("x-auth-subject"), Some(oidc_testkit::TEST_OID));
+    assert_eq!(echo.header("x-forwarded-host"), Some(API));
+    // A write from the app's pages (cross-origin, allowed) passes CSRF; from any other origin it does not.
+    let post = |origin: &str| {
+        api.request(reqwest::Method::POST, "/orders")
+            .header("origin", origin)
+            .header("content-type", "application/json")
+            .body("{}")
+    };
+    let allowed = post(&format!("https://{APP}")).send().await.unwrap();
+    assert_eq!(allowed.status(), 200, "allowed origin");
+    let refused = post("https://evil.example.net").send().await.unwrap();
+    assert_eq!(refused.status(), 403, "foreign origin");
+    // An API host with login = "deny" never redirects a navigation to the provider.
+    let mut anon = Browser::new(&s);
+    anon.host = API;
+    anon.https = true;
+    assert_eq!(anon.navigate("/orders").await.status(), 401);
+
+    // Logout on the app clears the Domain cookie (same Domain attribute), so the API host sees no session.
+    let r = app.navigate("/oauth2/logout").await;
+    assert_eq!(r.status(), 302);
+    let removal = app.jar.lines.iter().rev().find(|l| l.starts_with("__Secure-oidc_session=")).expect("removal").clone();
+    assert!(removal.contains("Max-Age=0") && removal.contains("Domain=example.test"), "{removal}");
+    let mut api = app.on(&s);
+    api.host = API;
+    assert_eq!(api.fetch("/orders").await.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cors_preflight_reaches_the_app_without_credentials_or_identity() {
+    let provider = TestProvider::start().await;
+    let upstream = EchoUpstream::start().await.expect("upstream");
+    let s = start(&app_config(&provider, &upstream.url(), &cookie_session(""), "")).await;
+    let preflight = |b: &Browser<'_>| {
+        b.request(reqwest::Method::OPTIONS, "/items/1")
+            .header("origin", "https://spa.example.net")
+            .header("access-control-request-method", "DELETE")
+            .header("access-control-request-headers", "content-type")
+            .header("x-auth-subject", "spoofed")
+    };
+
+    // Without any session: the preflight is not refused (a browser never sends credentials with it).
+    let anon = Browser::new(&s);
+    let r = preflight(&anon).send().await.unwrap();
+    assert_eq!(r.status(), 200, "answered by the app, not 401");
+    let echo = echo_of(r).await;
+    assert_eq!(echo.method, "OPTIONS");
+    assert_eq!(echo.header("access-control-request-method"), Some("DELETE"));
+    assert!(echo.headers.keys().all(|k| !k.starts_with("x-auth-")), "no identity, spoofed or ours: {:?}", echo.headers.keys());
+
+    // With a session cookie: still no identity and no session cookie for the app.
+    let mut b = Browser::new(&s);
+    b.sign_in(&provider, "/").await;
+    let r = preflight(&b).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let echo = echo_of(r).await;
+    assert!(echo.headers.keys().all(|k| !k.starts_with("x-auth-")), "{:?}", echo.headers.keys());
+    assert!(echo.header("cookie").is_none_or(|c| !c.contains("oidc_session")), "{:?}", echo.header("cookie"));
+
+    // An OPTIONS that is not a preflight is an ordinary request: no session → 401.
+    let r = anon.request(reqwest::Method::OPTIONS, "/items/1").header("accept", "application/json").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+/// Opens the cookie-store session a browser holds with the sidecar's own code and the same config.
+async fn open_session(config: &str, jar: &Jar) -> oidc_sidecar::session::SessionData {
+    use oidc_sidecar::session::{CookieMap, KeyRing, SessionStore};
+    let text = config.replace("{LISTEN}", "127.0.0.1:1").replace("{ADMIN}", "127.0.0.1:2");
+    let cfg = oidc_sidecar::config::load_str(&text, std::path::Path::new("test.toml")).expect("config");
+    let ring = KeyRing::from_config(&cfg.session).expect("keys");
+    let store = SessionStore::new(&cfg.session, std::sync::Arc::new(ring)).expect("store");
+    let data = store.load(&CookieMap::parse(&jar.header()), false).await.expect("opens").expect("a session");
+    (*data).clone()
+}
+
+/// What a session keeps: the claims policies and headers use, the refresh token, the ID token only as a logout hint
+/// that fits, and the access token only for a host that forwards it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_keeps_only_what_it_needs() {
+    let provider = TestProvider::start().await;
+    let upstream = EchoUpstream::start().await.expect("upstream");
+
+    let plain = app_config(&provider, &upstream.url(), &cookie_session(""), "");
+    let s = start(&plain).await;
+    let mut b = Browser::new(&s);
+    b.sign_in(&provider, "/").await;
+    let d = open_session(&plain, &b.jar).await;
+    assert!(d.access_token.is_none(), "no host forwards it: not kept");
+    assert!(d.access_expires_at.is_some(), "its expiry is, for refresh");
+    assert!(d.refresh_token.is_some());
+    assert!(d.id_token.as_deref().is_some_and(|t| t.split('.').count() == 3), "small ID token kept as the logout hint");
+    let extra: Vec<&String> =
+        d.claims.keys().filter(|k| !oidc_sidecar::session::DEFAULT_KEPT_CLAIMS.contains(&k.as_str())).collect();
+    assert!(extra.is_empty(), "only the claims policies and headers use: {extra:?}");
+    for gone in ["nonce", "aud", "iss", "exp", "iat", "azp"] {
+        assert!(!d.claims.contains_key(gone), "{gone} is not kept");
+    }
+    assert_eq!(d.claim_str("scp"), Some("user.read"), "the access token's scopes are");
+    drop(s);
+
+    let forwarding = app_config(&provider, &upstream.url(), &cookie_session(""), "forward_access_token = true");
+    let s = start(&forwarding).await;
+    let mut b = Browser::new(&s);
+    b.sign_in(&provider, "/").await;
+    let d = open_session(&forwarding, &b.jar).await;
+    let token = d.access_token.clone().expect("kept for forwarding");
+    let echo = echo_of(b.fetch("/me").await).await;
+    assert_eq!(echo.header("authorization"), Some(format!("Bearer {token}").as_str()), "the kept token is what is sent");
+    drop(s);
+
+    // 200 groups make an ID token too large to carry as a hint in cookies: it is dropped (logout then names the
+    // client instead), while the session itself is still chunked into cookies.
+    let big = provider_with(ProviderOptions { groups: 200, ..Default::default() }).await;
+    let groups = app_config(&big, &upstream.url(), &cookie_session(""), "");
+    let s = start(&groups).await;
+    let mut b = Browser::new(&s);
+    b.sign_in(&big, "/").await;
+    let d = open_session(&groups, &b.jar).await;
+    assert!(d.id_token.is_none(), "a large ID token is not kept in cookies");
+    assert_eq!(d.claims.get("groups").and_then(Value::as_array).map(Vec::len), Some(200));
+    let r = b.navigate("/oauth2/logout").await;
+    let q = query_of(&location(&r));
+    assert!(!q.contains_key("id_token_hint"), "{q:?}");
+    assert_eq!(q.get("client_id").map(String::as_str), Some(oidc_testkit::TEST_CLIENT_ID));
 }

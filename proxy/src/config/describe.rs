@@ -150,6 +150,9 @@ fn write_all(out: &mut String, c: &Config) -> std::fmt::Result {
         if h.forward_access_token {
             upstream.push("session access token sent as Bearer");
         }
+        if h.userinfo_access_token {
+            upstream.push("userinfo shows the session access token to the page");
+        }
         match h.claim_headers {
             ClaimHeaders::None => {}
             ClaimHeaders::ModAuthOpenidc { access_token: false } => upstream.push("OIDC_CLAIM_* headers"),

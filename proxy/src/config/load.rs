@@ -897,6 +897,7 @@ impl Ctx {
             },
             forward_authorization: raw.forward_authorization.unwrap_or(true),
             forward_access_token: raw.forward_access_token.unwrap_or(false),
+            userinfo_access_token: raw.userinfo_access_token.unwrap_or(false),
             claim_headers,
             allowed_origins,
             security_headers,

@@ -197,6 +197,9 @@ pub struct HostConfig {
     pub forward_authorization: bool,
     /// Send the session's access token upstream as `Authorization: Bearer`. Default false.
     pub forward_access_token: bool,
+    /// Put the session's access token in this host's `userinfo` answer, for an SPA that calls other APIs with it
+    /// itself. Off by default: any script on the page (an XSS included) can then read the token.
+    pub userinfo_access_token: bool,
     /// Also send mod_auth_openidc-style `OIDC_CLAIM_*` headers.
     pub claim_headers: ClaimHeaders,
     /// Origins besides the host itself allowed for session-authenticated unsafe methods and CORS.

@@ -134,6 +134,7 @@ pub struct RawHost {
     pub login: Option<RawLogin>,
     pub forward_authorization: Option<bool>,
     pub forward_access_token: Option<bool>,
+    pub userinfo_access_token: Option<bool>,
     pub claim_headers: Option<RawClaimHeaders>,
     pub claim_headers_access_token: Option<bool>,
     pub allowed_origins: Option<Vec<String>>,

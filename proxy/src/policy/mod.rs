@@ -32,6 +32,7 @@ pub(crate) mod test_util {
             login: LoginMode::Deny,
             forward_authorization: true,
             forward_access_token: false,
+            userinfo_access_token: false,
             claim_headers: ClaimHeaders::None,
             allowed_origins: Vec::new(),
             security_headers: None,

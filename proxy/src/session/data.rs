@@ -133,10 +133,11 @@ impl SessionData {
 
     /// Whether `last_seen` is stale enough to rewrite the session. Rewriting on every request would reseal
     /// (and with the cookie store, resend kilobytes of `Set-Cookie`) for nothing: the inactivity timeout only
-    /// needs `last_seen` to a fraction of its length. Rewritten once per 1/10 of the timeout, at least every
-    /// 5 minutes, at most every 10 seconds.
+    /// needs `last_seen` to a fraction of its length. Rewritten once per 1/10 of the timeout (at least every
+    /// 5 minutes, at most every second). A fixed floor above that fraction would let a short timeout (under
+    /// ~11 s) end an active session before its first rewrite.
     pub fn needs_touch(&self, now: u64, cfg: &SessionConfig) -> bool {
-        let step = (cfg.inactivity_timeout.as_secs() / 10).clamp(10, 300);
+        let step = (cfg.inactivity_timeout.as_secs() / 10).clamp(1, 300);
         now.saturating_sub(self.last_seen) >= step
     }
 
@@ -284,6 +285,19 @@ mod tests {
         let s = SessionData::new("u", Map::new(), 0, &cfg);
         assert!(!s.needs_touch(299, &cfg));
         assert!(s.needs_touch(300, &cfg));
+    }
+
+    #[test]
+    fn a_short_inactivity_timeout_is_touched_before_it_ends() {
+        for secs in [1u64, 3, 9, 11, 60, 299, 3600, 86_400] {
+            let mut cfg = session_config(vec![]);
+            cfg.inactivity_timeout = Duration::from_secs(secs);
+            cfg.max_lifetime = Duration::from_secs(10 * 86_400);
+            let s = SessionData::new("u", Map::new(), 0, &cfg);
+            let first = (1..=secs).find(|&t| s.needs_touch(t, &cfg)).expect("touched at some point");
+            assert!(first < secs || secs == 1, "{secs} s timeout: first rewrite at {first} s, after it ended");
+            assert!(!s.is_expired(first.min(secs - 1), &cfg), "{secs} s: still alive when touched");
+        }
     }
 
     #[test]

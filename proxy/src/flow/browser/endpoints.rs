@@ -31,9 +31,10 @@ fn method_not_allowed(allow: &str) -> LocalResponse {
         .with_header("Allow", allow)
 }
 
-/// The JSON `userinfo` answers: who is signed in and until when; never a token.
-pub(super) fn userinfo_json(p: &Principal, data: &SessionData, now: u64, cfg: &SessionConfig) -> Value {
-    json!({
+/// The JSON `userinfo` answers: who is signed in and until when; no token, unless the host opts in to showing
+/// the (still valid) access token.
+pub(super) fn userinfo_json(p: &Principal, data: &SessionData, now: u64, cfg: &SessionConfig, access_token: bool) -> Value {
+    let mut v = json!({
         "subject": p.subject,
         "name": p.name,
         "email": p.email,
@@ -44,7 +45,13 @@ pub(super) fn userinfo_json(p: &Principal, data: &SessionData, now: u64, cfg: &S
         "tenant": p.tenant,
         "expires_at": now.saturating_add(data.remaining(now, cfg)),
         "access_token_expires_at": data.access_expires_at,
-    })
+    });
+    if access_token {
+        if let (Some(token), Value::Object(map)) = (data.access_token_valid(now), &mut v) {
+            map.insert("access_token".into(), Value::String(token.to_string()));
+        }
+    }
+    v
 }
 
 impl Browser {
@@ -284,7 +291,7 @@ impl Browser {
         with_set_cookies(LocalResponse::redirect(&target, "logout"), sets)
     }
 
-    /// Who is signed in, for the SPA. 401 JSON without a session; never a token.
+    /// Who is signed in, for the SPA. 401 JSON without a session; the access token only where the host allows it.
     pub(super) async fn userinfo(&self, req: &Request<'_>, host: &HostConfig, external: &External) -> LocalResponse {
         if req.method != Method::GET && req.method != Method::HEAD {
             return method_not_allowed("GET, HEAD");
@@ -294,7 +301,9 @@ impl Browser {
             Err(r) => return r,
         };
         let mut r = match (&auth.principal, &data) {
-            (Some(p), Some(d)) => LocalResponse::ok_json(userinfo_json(p, d, unix_now(), &self.cfg), "userinfo"),
+            (Some(p), Some(d)) => {
+                LocalResponse::ok_json(userinfo_json(p, d, unix_now(), &self.cfg, host.userinfo_access_token), "userinfo")
+            }
             _ => {
                 let login = login_url(&self.cfg.paths.login, "/");
                 LocalResponse::unauthenticated(&host.name, (host.login == LoginMode::Redirect).then_some(login.as_str()))

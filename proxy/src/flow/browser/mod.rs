@@ -96,7 +96,7 @@ pub struct Browser {
     cfg: SessionConfig,
     /// Claims kept in a session besides the defaults: those route claim rules name.
     keep: Vec<String>,
-    /// Some host forwards the session's access token, so the session must keep it.
+    /// Some host forwards the session's access token or shows it in `userinfo`, so the session must keep it.
     keep_access_token: bool,
     refreshes: SingleFlight<[u8; 32], SessionData, refresh::Failure>,
     /// Principals of opened sessions, by the address of the store's shared session: the store hands out the same
@@ -139,7 +139,7 @@ impl Browser {
             store,
             cfg: config.session.clone(),
             keep: kept_claims(&config.hosts),
-            keep_access_token: config.hosts.iter().any(|h| h.forward_access_token),
+            keep_access_token: config.hosts.iter().any(|h| h.forward_access_token || h.userinfo_access_token),
             client_id: config.provider.client_id.clone(),
             refreshes: SingleFlight::new(REFRESH_GRACE),
             // Weighed by an estimate of the bytes an entry keeps alive (the session and its principal), so users with

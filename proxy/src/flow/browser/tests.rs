@@ -208,7 +208,7 @@ fn userinfo_has_the_user_and_no_tokens() {
     let cfg = config("");
     let d = session(&cfg);
     let p = session_principal(&d, 1_000, &cfg.session);
-    let v = endpoints::userinfo_json(&p, &d, 1_000, &cfg.session);
+    let v = endpoints::userinfo_json(&p, &d, 1_000, &cfg.session, false);
     assert_eq!(v["subject"], "o");
     assert_eq!(v["name"], "Ann");
     assert_eq!(v["email"], "ann@example.com");
@@ -222,6 +222,20 @@ fn userinfo_has_the_user_and_no_tokens() {
     let text = v.to_string();
     assert!(!text.contains("secret-"), "no token in {text}");
     assert_eq!(p.method, AuthMethod::Session);
+}
+
+#[test]
+fn userinfo_shows_the_access_token_only_where_the_host_allows_it_and_only_while_valid() {
+    let cfg = config("");
+    let d = session(&cfg);
+    let p = session_principal(&d, 1_000, &cfg.session);
+    let v = endpoints::userinfo_json(&p, &d, 1_000, &cfg.session, true);
+    assert_eq!(v["access_token"], d.access_token.clone().expect("the fixture keeps one"));
+    let text = v.to_string();
+    assert!(!text.contains("secret-refresh") && !text.contains("secret-id"), "never the refresh or ID token: {text}");
+    // Expired (access_expires_at 1_600): not shown, even to a host that allows it.
+    let v = endpoints::userinfo_json(&p, &d, 1_600, &cfg.session, true);
+    assert!(v.get("access_token").is_none(), "{v}");
 }
 
 #[test]
