@@ -8,15 +8,27 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 
-import { launchBrowser } from './lib/browser.js';
+import { launchBrowser, signInAtProvider } from './lib/browser.js';
 import {
   authHeaders, cookieHeader, describeWithSidecar, loginVia, pageFetch, pageJson, recordRequests,
 } from './lib/flows.js';
-import { authCodeLogin } from './lib/oidc-client.js';
+import { authCodeLogin, decodeJwt } from './lib/oidc-client.js';
 import { freePort } from './lib/procs.js';
 import {
   DEFAULT_COOKIE_NAME, TENANT_ID, sessionCookieNames, sessionCookies, stackLogs, startStack,
 } from './lib/stack.js';
+
+/** What the browser shows for an error answer: status, content type, heading, text and the absolute link targets. */
+async function errorPage(page, res) {
+  assert.ok(res, 'a response');
+  return {
+    status: res.status(),
+    type: res.headers()['content-type'] || '',
+    title: (await page.$eval('h1', (h) => h.textContent.trim()).catch(() => '')),
+    text: await page.evaluate(() => document.body.innerText),
+    links: await page.$$eval('a[href]', (as) => as.map((a) => a.href)),
+  };
+}
 
 describeWithSidecar('browser sign-in through the sidecar (cookie store)', () => {
   let stack;
@@ -53,6 +65,8 @@ describeWithSidecar('browser sign-in through the sidecar (cookie store)', () => 
     assert.deepEqual(echo.user.roles, ['Admin', 'Items.Read']);
     assert.equal(echo.user.groups.length, 3);
     assert.ok(echo.user.scopes.includes('user.read'), 'scp of the session access token reaches the app');
+    // forward_access_token is off by default: the session's token never reaches the app (forward-token.test.js).
+    assert.equal(echo.headers.authorization, undefined, 'no Authorization header upstream');
   });
 
   test('session cookie flags: HttpOnly, SameSite=Lax, Path=/, host-only; not Secure on plain http', async () => {
@@ -147,7 +161,7 @@ describeWithSidecar('browser sign-in through the sidecar (cookie store)', () => 
     assert.equal(res.headers.get('location'), null);
   });
 
-  test('open-redirect attempts are refused: the login always lands on the sidecar origin', async () => {
+  test('open-redirect attempts are refused: the login always lands on the sidecar origin at /', async () => {
     const evil = [
       '//evil.example/x', 'https://evil.example/', '/\\evil.example', '\\\\evil.example', '%2F%2Fevil.example',
       '/%2F/evil.example', '/%5Cevil.example', 'javascript:alert(1)', 'http:evil.example', '/\t/evil.example',
@@ -156,11 +170,12 @@ describeWithSidecar('browser sign-in through the sidecar (cookie store)', () => 
     try {
       for (const rd of evil) {
         const res = await b.page.goto(`${sc.url}/oauth2/login?rd=${encodeURIComponent(rd)}`);
+        // alice is signed in at the provider, so the login completes at once and lands on the sanitized target:
+        // the app's root on the sidecar's own origin, whatever the rd was.
         const final = new URL(b.page.url());
-        assert.ok(
-          final.origin === sc.url || final.origin === stack.provider.origin,
-          `rd=${rd} ended at ${final.href}`,
-        );
+        assert.equal(final.origin, sc.url, `rd=${rd} ended at ${final.href}`);
+        assert.equal(final.pathname, '/', `rd=${rd} ended at ${final.href}`);
+        assert.equal(final.search, '', `rd=${rd} ended at ${final.href}`);
         assert.ok(!res || res.status() < 500, `rd=${rd}: no 5xx`);
       }
     } finally {
@@ -254,23 +269,114 @@ describeWithSidecar('browser sign-in through the sidecar (cookie store)', () => 
   test('provider errors give an HTML page with a retry link, never a 500', async () => {
     const eb = await launchBrowser();
     try {
-      await eb.page.goto(`${sc.url}/echo/denied`);
+      await eb.page.goto(`${sc.url}/echo/denied?from=cancel`);
       assert.ok(eb.page.url().startsWith(stack.provider.origin));
       const [res] = await Promise.all([
         eb.page.waitForResponse((r) => r.url().startsWith(`${sc.url}/oauth2/callback`)),
         eb.page.click('#cancel'),
       ]);
-      assert.ok(res.status() >= 400 && res.status() < 500, `access_denied answered ${res.status()}`);
-      assert.match(res.headers()['content-type'] || '', /text\/html/);
-      const links = await eb.page.$$eval('a[href]', (as) => as.map((a) => a.href));
-      assert.ok(links.some((h) => h.startsWith(sc.url)), `a retry link back to the app (links: ${links.join(', ')})`);
+      await eb.page.waitForLoadState('load');
+      const denied = await errorPage(eb.page, res);
+      assert.ok(denied.status >= 400 && denied.status < 500, `access_denied answered ${denied.status}`);
+      assert.match(denied.type, /text\/html/);
+      assert.ok(denied.title, 'the page has a heading');
+      assert.ok(denied.text.includes('access_denied'), `the page names the provider's error: ${denied.text}`);
+      // The retry link starts a fresh sign-in that returns to where the user was going.
+      const retry = `${sc.url}/oauth2/login?rd=${encodeURIComponent('/echo/denied?from=cancel')}`;
+      assert.ok(denied.links.includes(retry), `retry link ${retry} (links: ${denied.links.join(', ')})`);
+      assert.equal((await sessionCookies(eb.context, sc.url)).length, 0, 'no session after a refused sign-in');
 
-      for (const q of ['code=bogus&state=bogus', 'error=consent_required&state=x', '']) {
+      // Following it really signs in this time, and lands on the original target.
+      await Promise.all([
+        eb.page.waitForURL((u) => String(u).startsWith(stack.provider.origin)),
+        eb.page.click('a[href*="/oauth2/login"]'),
+      ]);
+      await signInAtProvider(eb.page, { username: 'bob', providerOrigin: stack.provider.origin });
+      assert.equal(eb.page.url(), `${sc.url}/echo/denied?from=cancel`);
+      assert.equal((await pageJson(eb.page)).user.name, 'Bob User');
+
+      // Callbacks the sidecar cannot match or complete: an HTML page with a fresh sign-in link, never a 500.
+      for (const [q, mentions] of [
+        ['code=bogus&state=bogus', /sign-in/i],
+        ['error=consent_required&state=x', /consent_required/],
+        ['', /sign-in/i],
+      ]) {
         const r = await eb.page.goto(`${sc.url}/oauth2/callback?${q}`);
-        assert.ok(r.status() >= 400 && r.status() < 500, `callback?${q} answered ${r.status()}`);
+        const pg = await errorPage(eb.page, r);
+        assert.ok(pg.status >= 400 && pg.status < 500, `callback?${q} answered ${pg.status}`);
+        assert.match(pg.type, /text\/html/, `callback?${q}`);
+        assert.ok(pg.title, `callback?${q}: a heading`);
+        assert.match(pg.text, mentions, `callback?${q}: ${pg.text}`);
+        assert.ok(pg.links.includes(`${sc.url}/oauth2/login?rd=%2F`), `callback?${q}: retry link (${pg.links.join(', ')})`);
       }
     } finally {
       await eb.close();
+    }
+  });
+
+  test('a replayed callback (same code and state) is a clear error page with a retry link, not a 500', async () => {
+    const rb = await launchBrowser();
+    try {
+      const target = `${sc.url}/echo/replay?n=1`;
+      // The pending-login cookie the sidecar sets on the way to the provider (state, nonce, PKCE verifier).
+      const setBySidecar = [];
+      const onResponse = (r) => {
+        if (new URL(r.url()).origin === sc.url) setBySidecar.push(r.headerValues('set-cookie'));
+      };
+      rb.page.on('response', onResponse);
+      await rb.page.goto(target);
+      rb.page.off('response', onResponse);
+      assert.ok(rb.page.url().startsWith(stack.provider.origin));
+      const names = (await Promise.all(setBySidecar)).flat().map((h) => h.split('=')[0].trim());
+      const pending = (await rb.context.cookies(sc.url)).filter((c) => names.includes(c.name));
+      assert.ok(pending.length >= 1, `a pending-login cookie before the callback (set: ${names.join(', ')})`);
+      const callbackReq = rb.page.waitForRequest((r) => r.url().startsWith(`${sc.url}/oauth2/callback?`), { timeout: 30_000 });
+      await signInAtProvider(rb.page, { username: 'bob', providerOrigin: stack.provider.origin });
+      const callbackUrl = (await callbackReq).url();
+      await rb.page.waitForURL(target);
+      assert.equal((await pageJson(rb.page)).user.name, 'Bob User');
+      const cb = new URL(callbackUrl);
+      assert.ok(cb.searchParams.get('code') && cb.searchParams.get('state'), `a real callback: ${callbackUrl}`);
+      const jar = (await rb.context.cookies(sc.url)).map((c) => c.name);
+      assert.ok(!pending.some((c) => jar.includes(c.name)), 'the pending login is spent by the callback');
+
+      // 1. The same URL again (back button, a copied link): nothing pending matches it any more.
+      const before = await stack.provider.stats();
+      const r1 = await rb.page.goto(callbackUrl);
+      const replay = await errorPage(rb.page, r1);
+      assert.equal(replay.status, 400, `replay answered ${replay.status}: ${replay.text}`);
+      assert.match(replay.type, /text\/html/);
+      assert.ok(replay.title, 'a heading');
+      assert.match(replay.text, /sign-in/i, replay.text);
+      assert.ok(replay.links.includes(`${sc.url}/oauth2/login?rd=%2F`), `retry link (${replay.links.join(', ')})`);
+      assert.equal((await stack.provider.stats()).grants.authorization_code, before.grants.authorization_code,
+        'the code was not redeemed again');
+      // The replay does not touch the session that the real callback created.
+      const me = await pageFetch(rb.page, '/api/me', { headers: { Accept: 'application/json' } });
+      assert.equal(me.status, 200, me.text);
+      assert.equal(me.json.user.name, 'Bob User');
+
+      // 2. The same URL with the pending-login cookie put back (a stale tab's jar): the sidecar redeems the code
+      //    a second time and the provider refuses it; the page says so and offers a fresh sign-in.
+      await rb.context.addCookies(pending);
+      assert.ok((await rb.context.cookies(sc.url)).some((c) => c.name === pending[0].name), 'pending cookie restored');
+      const r2 = await rb.page.goto(callbackUrl);
+      const reused = await errorPage(rb.page, r2);
+      assert.equal(reused.status, 400, `code reuse answered ${reused.status}: ${reused.text}`);
+      assert.match(reused.type, /text\/html/);
+      assert.ok(reused.title, 'a heading');
+      assert.ok(reused.text.includes('invalid_grant'), `the provider's refusal is named: ${reused.text}`);
+      const retry = `${sc.url}/oauth2/login?rd=${encodeURIComponent('/echo/replay?n=1')}`;
+      assert.ok(reused.links.includes(retry), `retry link ${retry} (links: ${reused.links.join(', ')})`);
+      const after = await stack.provider.stats();
+      assert.equal(after.grants.authorization_code, before.grants.authorization_code, 'no tokens for a reused code');
+      assert.equal(
+        (after.grant_errors.authorization_code || 0) - (before.grant_errors.authorization_code || 0),
+        1,
+        'the provider refused the reused code',
+      );
+    } finally {
+      await rb.close();
     }
   });
 
@@ -295,6 +401,9 @@ describeWithSidecar('browser sign-in through the sidecar (cookie store)', () => 
   });
 
   test('logout: session cleared, provider end_session with id_token_hint, then 401', async () => {
+    await b.page.goto(`${sc.url}/echo/who`);
+    const aliceOid = (await pageJson(b.page)).user.oid;
+    assert.ok(aliceOid);
     const before = (await stack.provider.stats()).end_session;
     const nav = recordRequests(b.page);
     // The provider's sign-out page submits itself, then sends the browser back to the app.
@@ -305,9 +414,15 @@ describeWithSidecar('browser sign-in through the sidecar (cookie store)', () => 
     nav.stop();
     const endSession = nav.urls.map((u) => new URL(u)).find((u) => u.pathname.endsWith('/oauth2/v2.0/logout'));
     assert.ok(endSession, `went to end_session (requests: ${nav.urls.join(' ')})`);
-    assert.ok(endSession.searchParams.get('id_token_hint') || endSession.searchParams.get('client_id'));
-    const back = endSession.searchParams.get('post_logout_redirect_uri');
-    assert.ok(back && new URL(back).origin === sc.url, `post_logout_redirect_uri on the app: ${back}`);
+    // The hint is the ID token the provider issued to this client for alice at sign-in.
+    const hint = endSession.searchParams.get('id_token_hint');
+    assert.ok(hint, `end_session carries id_token_hint (${endSession.search})`);
+    const { payload: idt } = decodeJwt(hint);
+    assert.equal(idt.iss, stack.provider.issuer);
+    assert.equal(idt.aud, 'sidecar', 'an ID token (aud = client id)');
+    assert.equal(idt.name, 'Alice Admin');
+    assert.equal(idt.sub, aliceOid, 'the signed-in user');
+    assert.equal(endSession.searchParams.get('post_logout_redirect_uri'), `${sc.url}/`, 'back to the app\'s root');
     // The provider accepted the logout (registered post_logout_redirect_uri, valid hint).
     const stats = await stack.provider.stats();
     assert.equal(stats.end_session, before + 1);

@@ -43,6 +43,20 @@ export function writeAssertionKey(dir) {
   return file;
 }
 
+/**
+ * An RSA key pair for `private_key_jwt`: the private key as PKCS#8 PEM (`[provider] private_key_file`) and the public
+ * key as a JWKS file (the provider's `SIDECAR_JWKS_FILE`). Returns `{ keyFile, jwksFile, jwk }`.
+ */
+export function writeClientAuthKey(dir, { kid = 'sidecar-e2e' } = {}) {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const keyFile = path.join(dir, `${kid}.pem`);
+  fs.writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  const jwk = { ...publicKey.export({ format: 'jwk' }), kid, use: 'sig', alg: 'RS256' };
+  const jwksFile = path.join(dir, `${kid}.jwks.json`);
+  fs.writeFileSync(jwksFile, JSON.stringify({ keys: [jwk] }));
+  return { keyFile, jwksFile, jwk };
+}
+
 /** Names the session cookie may have: the configured one, or without `__Host-` on plain-http localhost. */
 export function sessionCookieNames(configured = DEFAULT_COOKIE_NAME) {
   return [...new Set([configured, configured.replace(/^__Host-/, '')])];
@@ -168,7 +182,7 @@ function routeToml(r) {
 export function sidecarToml({
   port, adminPort, issuer, clientId = 'sidecar', clientSecret = CLIENT_SECRET, clientAuth = 'client_secret_basic',
   store = 'cookie', redisUrl, sessionKeys, cookieName = DEFAULT_COOKIE_NAME, refreshMargin = '60s',
-  inactivityTimeout = '1h', maxLifetime = '8h', maxCookieBytes, trustedProxies = [], hosts, signingKeyFile,
+  inactivityTimeout = '1h', maxLifetime = '8h', maxCookieBytes, trustedProxies = [], hosts, signingKeyFile, privateKeyFile,
   scopes = ['openid', 'profile', 'email', 'offline_access', `${AUDIENCE}/user.read`],
 }) {
   const out = [];
@@ -185,8 +199,10 @@ export function sidecarToml({
   out.push('[provider]');
   out.push(`issuer = ${q(issuer)}`);
   out.push(`client_id = ${q(clientId)}`);
-  out.push(`client_secret = ${q(clientSecret)}`);
+  // `clientSecret: null` leaves the secret out (private_key_jwt needs none).
+  if (clientSecret !== null) out.push(`client_secret = ${q(clientSecret)}`);
   out.push(`client_auth = ${q(clientAuth)}`);
+  if (privateKeyFile) out.push(`private_key_file = ${q(privateKeyFile)}`);
   out.push(`audiences = ${qa([AUDIENCE])}`);
   out.push(`required_tenant = ${q(TENANT_ID)}`);
   out.push('algorithms = ["RS256"]');

@@ -43,6 +43,9 @@ const USER_PASSWORD = env.USER_PASSWORD || 'password';
 const POSTMAN_SECRET = env.POSTMAN_SECRET || 'postman-secret';
 const DAEMON_SECRET = env.DAEMON_SECRET || 'daemon-secret';
 const ROTATE_REFRESH_TOKENS = env.ROTATE_REFRESH_TOKENS !== '0';
+// oidc-provider takes client_secret_basic and client_secret_post interchangeably (as Entra does); with
+// STRICT_CLIENT_AUTH=1 the token endpoint refuses a method other than the client's registered one.
+const STRICT_CLIENT_AUTH = env.STRICT_CLIENT_AUTH === '1';
 const users = buildUsers({ groupCount: Number(env.GROUP_COUNT || 200) });
 
 function list(value, sep = /[\s,]+/) {
@@ -122,7 +125,11 @@ if (env.SIDECAR_JWKS_FILE) {
 }
 
 // --- Test statistics, and switches that let tests make the provider misbehave ----------------------------------
-const stats = { grants: {}, grant_errors: {}, logins: 0, failed_logins: 0, end_session: 0 };
+// `token_requests` counts token-endpoint calls by "<client_id> <how it authenticated>" as seen on the wire
+// (Basic header, client_secret in the body, or a client_assertion), `grants_by_client` successful grants per client.
+const stats = {
+  grants: {}, grant_errors: {}, grants_by_client: {}, token_requests: {}, logins: 0, failed_logins: 0, end_session: 0,
+};
 const switches = { refresh: true };
 const bump = (obj, key) => { obj[key] = (obj[key] || 0) + 1; };
 
@@ -270,7 +277,13 @@ const configuration = {
 };
 
 const provider = new Provider(ISSUER, configuration);
-provider.on('grant.success', (ctx) => bump(stats.grants, ctx.oidc.params?.grant_type || 'unknown'));
+provider.on('grant.success', (ctx) => {
+  const grantType = ctx.oidc.params?.grant_type || 'unknown';
+  bump(stats.grants, grantType);
+  const clientId = ctx.oidc.client?.clientId || 'unknown';
+  stats.grants_by_client[clientId] = stats.grants_by_client[clientId] || {};
+  bump(stats.grants_by_client[clientId], grantType);
+});
 provider.on('grant.error', (ctx) => bump(stats.grant_errors, ctx.oidc.params?.grant_type || 'unknown'));
 provider.on('end_session.success', () => { stats.end_session += 1; });
 provider.on('server_error', (ctx, err) => console.error('server_error', err));
@@ -297,6 +310,22 @@ function entraScopes(scope, { clientCredentials = false } = {}) {
     }
   }
   return { scope: [...new Set(out)].join(' '), resource };
+}
+
+/** "<client_id> <method>" for a token request, from what it carries (not from what the client registered). */
+function observedClientAuth(req, body) {
+  const basic = /^Basic\s+(.+)$/i.exec(String(req.headers.authorization || ''));
+  if (basic) {
+    const decoded = Buffer.from(basic[1], 'base64').toString('utf8');
+    const id = decodeURIComponent(decoded.slice(0, Math.max(decoded.indexOf(':'), 0)).replace(/\+/g, ' '));
+    return `${id} client_secret_basic`;
+  }
+  if (body.client_assertion) {
+    const type = body.client_assertion_type === 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer' ? '' : '(bad type)';
+    return `${body.client_id || '?'} private_key_jwt${type}`;
+  }
+  if (body.client_secret !== undefined) return `${body.client_id || '?'} client_secret_post`;
+  return `${body.client_id || '?'} none`;
 }
 
 function readBody(req) {
@@ -419,6 +448,17 @@ const server = http.createServer(async (req, res) => {
       && String(req.headers['content-type'] || '').startsWith('application/x-www-form-urlencoded')) {
       // Parse here so Entra-style scopes can be rewritten; oidc-provider then takes the parsed body.
       const body = querystring.parse(await readBody(req));
+      const observed = observedClientAuth(req, body);
+      bump(stats.token_requests, observed);
+      const [observedId, observedMethod] = observed.split(' ');
+      const registered = clients.find((c) => c.client_id === observedId)?.token_endpoint_auth_method;
+      if (STRICT_CLIENT_AUTH && registered && registered !== observedMethod) {
+        bump(stats.grant_errors, body.grant_type || 'unknown');
+        return send(res, 401, 'application/json', JSON.stringify({
+          error: 'invalid_client',
+          error_description: `client ${observedId} is registered for ${registered}, not ${observedMethod}`,
+        }));
+      }
       if (body.grant_type === 'refresh_token' && !switches.refresh) {
         bump(stats.grant_errors, 'refresh_token');
         return send(res, 400, 'application/json', JSON.stringify({
