@@ -12,10 +12,14 @@
 #   bare-pingora      (c) bench/passthrough: the smallest Pingora proxy, 1 thread
 #   bare-pingora-cookie (c') the same process, sent the Cookie header of (g): the same request as the session
 #                     points, so their ratio compares proxies, not request sizes  [hook: bench/session/mint.sh]
-#   pingora-plumbing  (c'') the same binary in plumbing mode: no check, but the sidecar's keep-alive and upstream
-#                     timeouts, its Cookie removal and the very headers it adds upstream (captured from a real
-#                     sidecar request by bench/session/capture-upstream.sh), sent (g)'s cookie: what any proxy in
-#                     the sidecar's place pays before it checks anything  [hook: bench/session/pingora-plumbing.sh]
+#   bare-pingora-nosteal (c*) the same binary on Pingora's no-steal runtime (BARE_PINGORA_WORK_STEALING=0), the
+#                     runtime the sidecar runs one worker on, sent (g)'s cookie: the framework's ceiling with the
+#                     sidecar's runtime choice  [hook: bench/session/bare-pingora-nosteal.sh]
+#   pingora-plumbing  (c'') the same binary in plumbing mode on the no-steal runtime: no check, but the sidecar's
+#                     keep-alive and upstream timeouts, its Cookie removal and the very headers it adds upstream
+#                     (captured from a real sidecar request by bench/session/capture-upstream.sh), sent (g)'s
+#                     cookie: what any proxy in the sidecar's place pays before it checks anything
+#                     [hook: bench/session/pingora-plumbing.sh]
 #   apache-moa        (d) Apache mpm_event (1 process) + mod_auth_openidc checking the Bearer token
 #   sidecar-bearer    (e) oidc-sidecar, 1 thread, valid Bearer token
 #   sidecar-401       (f) oidc-sidecar, no token -> 401
@@ -56,7 +60,7 @@ WARMUP=${WARMUP:-2}
 LOADGEN_CPU=${LOADGEN_CPU:-0}
 SUT_CPU=${SUT_CPU:-1}
 UPSTREAM_CPU=${UPSTREAM_CPU:-$LOADGEN_CPU}
-SYSTEMS=${SYSTEMS:-"upstream nginx bare-pingora bare-pingora-cookie pingora-plumbing apache-moa sidecar-bearer sidecar-401 sidecar-cookie sidecar-redis apache-moa-cache apache-moa-cookie"}
+SYSTEMS=${SYSTEMS:-"upstream nginx bare-pingora bare-pingora-cookie bare-pingora-nosteal pingora-plumbing apache-moa sidecar-bearer sidecar-401 sidecar-cookie sidecar-redis apache-moa-cache apache-moa-cookie"}
 ACCESS_LOG=${ACCESS_LOG:-1}
 SIDECAR_BIN=${SIDECAR_BIN:-$ROOT/target/release/oidc-sidecar}
 SIDECAR_CONFIG=${SIDECAR_CONFIG:-$BENCH/sidecar.toml}
@@ -77,7 +81,7 @@ for tool in wrk nginx apache2 openssl python3 curl taskset envsubst ss; do
     command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install wrk nginx-light apache2 libapache2-mod-auth-openidc openssl curl util-linux gettext-base iproute2)"
 done
 [ -f /usr/lib/apache2/modules/mod_auth_openidc.so ] || die "mod_auth_openidc is not installed (apt-get install libapache2-mod-auth-openidc)"
-for port in 18080 18081 18082 18083 18084 18085 18086 18087 18088 18089 18090 18091 18092 18443 19901 19902 19903; do
+for port in 18080 18081 18082 18083 18084 18085 18086 18087 18088 18089 18090 18091 18092 18093 18443 19901 19902 19903; do
     if ss -Hltn "sport = :$port" | grep -q .; then die "port $port is in use (another bench run?)"; fi
 done
 
@@ -88,7 +92,7 @@ RAW=$WORK/raw.tsv
 : > "$RAW"
 
 declare -A PID     # system -> root process id (nginx/apache master, or the binary itself)
-declare -A PORT=([upstream]=18080 [nginx]=18081 [bare-pingora]=18082 [bare-pingora-cookie]=18082 [pingora-plumbing]=18090 [apache-moa]=18083
+declare -A PORT=([upstream]=18080 [nginx]=18081 [bare-pingora]=18082 [bare-pingora-cookie]=18082 [pingora-plumbing]=18090 [bare-pingora-nosteal]=18093 [apache-moa]=18083
                  [sidecar-bearer]=18084 [sidecar-401]=18084 [sidecar-cookie]=18084 [sidecar-redis]=18085
                  [apache-moa-cache]=18086 [apache-moa-cookie]=18087)
 declare -A HEADER  # system -> extra request header for wrk/curl
@@ -226,6 +230,19 @@ if selected bare-pingora || selected bare-pingora-cookie; then
     fi
 fi
 
+# --- (c*) bare Pingora on the no-steal runtime (the sidecar's, with one worker) ---------------------------------
+if selected bare-pingora-nosteal; then
+    if [ -x "$BARE_BIN" ]; then
+        BARE_PINGORA_WORK_STEALING=0 taskset -c "$SUT_CPU" "$BARE_BIN" 127.0.0.1:18093 127.0.0.1:18080 \
+            > "$WORK/bare-pingora-nosteal.log" 2>&1 &
+        PID[bare-pingora-nosteal]=$!
+        STARTED_PIDS+=("$!")
+        EXPECT[bare-pingora-nosteal]=200
+    else
+        SKIP[bare-pingora-nosteal]="no $BARE_BIN (cargo build --release -p bare-pingora)"
+    fi
+fi
+
 # --- (c'') bare Pingora in plumbing mode, adding the headers a real sidecar request added upstream -----------
 if selected pingora-plumbing; then
     if [ ! -x "$BARE_BIN" ]; then
@@ -235,7 +252,7 @@ if selected pingora-plumbing; then
     elif ! SIDECAR_BIN=$SIDECAR_BIN CONFIG=$SIDECAR_CONFIG "$BENCH/session/capture-upstream.sh" > "$WORK/plumbing-headers.txt" 2> "$WORK/capture.log"; then
         SKIP[pingora-plumbing]="capturing the sidecar's upstream headers failed: $(tail -c 300 "$WORK/capture.log" | tr '\n' ' ')"
     else
-        BARE_PINGORA_PLUMBING=$WORK/plumbing-headers.txt taskset -c "$SUT_CPU" "$BARE_BIN" 127.0.0.1:18090 127.0.0.1:18080 \
+        BARE_PINGORA_PLUMBING=$WORK/plumbing-headers.txt BARE_PINGORA_WORK_STEALING=${BARE_PINGORA_PLUMBING_WORK_STEALING:-0} taskset -c "$SUT_CPU" "$BARE_BIN" 127.0.0.1:18090 127.0.0.1:18080 \
             > "$WORK/pingora-plumbing.log" 2>&1 &
         PID[pingora-plumbing]=$!
         STARTED_PIDS+=("$!")
@@ -322,13 +339,13 @@ if selected sidecar-redis; then
 fi
 
 # --- readiness, session hooks, warm-up ------------------------------------------------------------
-is_session() { case $1 in bare-pingora-cookie|pingora-plumbing|sidecar-cookie|sidecar-redis|apache-moa-cache|apache-moa-cookie) return 0 ;; esac; return 1; }
+is_session() { case $1 in bare-pingora-cookie|bare-pingora-nosteal|pingora-plumbing|sidecar-cookie|sidecar-redis|apache-moa-cache|apache-moa-cookie) return 0 ;; esac; return 1; }
 
 # Runs the system's session hook; sets HEADER[$sys] to its Cookie header. Non-zero when it found no session.
 session_login() {
     local sys=$1 hook=$BENCH/session/$1.sh cfg cookie
     case $sys in
-        sidecar-cookie|bare-pingora-cookie|pingora-plumbing) cfg=$SIDECAR_CONFIG ;;
+        sidecar-cookie|bare-pingora-cookie|bare-pingora-nosteal|pingora-plumbing) cfg=$SIDECAR_CONFIG ;;
         sidecar-redis) cfg=$SIDECAR_REDIS_CONFIG ;;
         *) cfg=$WORK/apache.conf ;;
     esac

@@ -139,10 +139,13 @@ fn main() -> ExitCode {
 
     let mut conf = ServerConf::default();
     conf.threads = threads;
+    // BARE_PINGORA_WORK_STEALING=0: Pingora's no-steal runtime (one current-thread Tokio runtime per thread).
+    conf.work_stealing = std::env::var("BARE_PINGORA_WORK_STEALING").map_or(true, |v| v != "0");
     conf.grace_period_seconds = Some(0);
     conf.graceful_shutdown_timeout_seconds = Some(1);
     // Keep-alive pooling towards the upstream stays on (default pool size 128).
 
+    let conf_work_stealing = conf.work_stealing;
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut proxy = http_proxy_service(&server.configuration, PassThrough { upstream, plumbing: plumbing.clone(), timeouts });
@@ -156,6 +159,7 @@ fn main() -> ExitCode {
         ),
         None => String::new(),
     };
-    eprintln!("bare-pingora: {listen} -> {upstream}, {threads} thread(s){mode}");
+    let runtime = if conf_work_stealing { "work-stealing" } else { "no-steal" };
+    eprintln!("bare-pingora: {listen} -> {upstream}, {threads} thread(s), {runtime} runtime{mode}");
     server.run_forever()
 }

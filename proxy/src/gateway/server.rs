@@ -69,7 +69,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
     let mut conf = ServerConf::default();
     conf.threads = config.server.threads.max(1);
-    conf.work_stealing = true;
+    // One worker has nobody to steal from: Pingora's no-steal flavour is then one current-thread Tokio runtime,
+    // which spares every wake-up the multi-thread scheduler's cross-thread bookkeeping (docs/benchmarks.md).
+    // With several workers, stealing stays on: no-steal pins each connection to a random thread for its life, and
+    // the ALB's few long-lived keep-alive connections would then load the threads unevenly.
+    conf.work_stealing = conf.threads > 1;
     conf.grace_period_seconds = Some(config.server.grace_period.as_secs());
     conf.graceful_shutdown_timeout_seconds = Some(config.server.shutdown_timeout.as_secs().max(1));
     conf.upstream_keepalive_pool_size = 128;
