@@ -57,16 +57,8 @@ impl ShutdownSignalWatch for Signals {
     }
 }
 
-/// Builds the server and runs it until a signal; returns when it has stopped.
-pub fn run(config: Config) -> anyhow::Result<()> {
-    let config = Arc::new(config);
-    let signer = match &config.identity.signing_key {
-        Some(pem) => AssertionSigner::from_pem(pem.expose(), config.identity.assertion_issuer.clone(), config.identity.assertion_ttl)?,
-        None => AssertionSigner::generate(config.identity.assertion_issuer.clone(), config.identity.assertion_ttl)?,
-    };
-    let keys = KeyStore::new(&config.provider)?;
-    let app = Arc::new(App::new(config.clone(), keys.clone(), signer)?);
-
+/// Pingora's server settings from ours.
+fn server_conf(config: &Config) -> ServerConf {
     let mut conf = ServerConf::default();
     conf.threads = config.server.threads.max(1);
     // One worker has nobody to steal from: Pingora's no-steal flavour is then one current-thread Tokio runtime,
@@ -80,7 +72,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // Pingora's daemon/upgrade machinery is unused: the container runtime owns the process.
     conf.pid_file = std::env::temp_dir().join("oidc-sidecar.pid").display().to_string();
     conf.upgrade_sock = std::env::temp_dir().join("oidc-sidecar-upgrade.sock").display().to_string();
+    conf
+}
 
+/// Builds the server and runs it until a signal; returns when it has stopped.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let signer = match &config.identity.signing_key {
+        Some(pem) => AssertionSigner::from_pem(pem.expose(), config.identity.assertion_issuer.clone(), config.identity.assertion_ttl)?,
+        None => AssertionSigner::generate(config.identity.assertion_issuer.clone(), config.identity.assertion_ttl)?,
+    };
+    let keys = KeyStore::new(&config.provider)?;
+    let app = Arc::new(App::new(config.clone(), keys.clone(), signer)?);
+
+    let conf = server_conf(&config);
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
@@ -110,4 +115,26 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // Give the log writer a moment; Pingora's runtimes are already down.
     std::thread::sleep(Duration::from_millis(10));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(threads: usize) -> Config {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:18080\"\nthreads = {threads}\n[provider]\nissuer = \"https://login.example.com/t/v2.0\"\nclient_id = \"c\"\n\
+             audiences = [\"api://x\"]\n[[hosts]]\nname = \"*\"\nupstream = \"http://127.0.0.1:9000\"\n[[hosts.routes]]\npath = \"/\"\naccess = \"public\"\n"
+        );
+        crate::config::load_str(&text, std::path::Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn one_worker_runs_without_work_stealing_and_several_steal() {
+        let one = server_conf(&config(1));
+        assert_eq!((one.threads, one.work_stealing), (1, false));
+        let four = server_conf(&config(4));
+        assert_eq!((four.threads, four.work_stealing), (4, true));
+        assert_eq!(four.upstream_keepalive_pool_size, 128);
+    }
 }
