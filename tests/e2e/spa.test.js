@@ -11,7 +11,7 @@ import http from 'node:http';
 import path from 'node:path';
 
 import { launchBrowser } from './lib/browser.js';
-import { describeWithSidecar, loginVia, pageFetch, recordRequests } from './lib/flows.js';
+import { callApiFromSpa, describeWithSidecar, loginVia, pageFetch, recordRequests } from './lib/flows.js';
 import { freePort, tmpDir } from './lib/procs.js';
 import {
   API_ROUTES, SPA_DIR, SPA_ROUTES, newSessionKey, sessionCookies, startAlb, startProvider, startSidecar, startUpstream,
@@ -91,15 +91,7 @@ describeWithSidecar('example SPA through the sidecar (UI service + API service b
       assert.equal(await b.page.textContent('#user-groups-count'), '3');
       assert.notEqual(await b.page.textContent('#session-expiry'), 'unknown');
 
-      const [res] = await Promise.all([
-        b.page.waitForResponse((r) => r.url() === `${albUrl}/api/me`),
-        b.page.click('#call-api'),
-      ]);
-      assert.equal(res.status(), 200);
-      await b.page.waitForSelector('#api-result[data-status="200"]');
-      const body = JSON.parse(await b.page.textContent('#api-result'));
-      assert.equal(body.user.name, 'Alice Admin');
-      assert.equal(body.user.auth_method, 'session');
+      await callApiFromSpa(b.page, `${albUrl}/api/me`);
 
       // SPA fallback: a client-side route with no file and no extension serves the shell.
       await b.page.goto(`${albUrl}/settings/profile`);

@@ -75,3 +75,21 @@ export function recordRequests(page) {
 export function authHeaders(echo) {
   return Object.fromEntries(Object.entries(echo.headers).filter(([k]) => k.startsWith('x-auth-')));
 }
+
+/**
+ * Clicks the example SPA's "Call API" button and checks what FastAPI answered: 200, for Alice, with the session
+ * (FastAPI verified the assertion the API side's sidecar sent for the session the UI side created).
+ * `apiMeUrl` is the absolute URL of the SPA's `/api/me` call.
+ */
+export async function callApiFromSpa(page, apiMeUrl) {
+  const [res] = await Promise.all([
+    page.waitForResponse((r) => r.url() === apiMeUrl),
+    page.click('#call-api'),
+  ]);
+  assert.equal(res.status(), 200);
+  await page.waitForSelector('#api-result[data-status="200"]');
+  const body = JSON.parse(await page.textContent('#api-result'));
+  assert.equal(body.user.name, 'Alice Admin');
+  assert.equal(body.user.auth_method, 'session');
+  return body;
+}
