@@ -1039,3 +1039,41 @@ async fn the_session_keeps_only_what_it_needs() {
     assert!(!q.contains_key("id_token_hint"), "{q:?}");
     assert_eq!(q.get("client_id").map(String::as_str), Some(oidc_testkit::TEST_CLIENT_ID));
 }
+
+/// `exp` of a JWT, read without verifying (the upstream's copy of what the provider issued).
+fn jwt_exp(bearer: &str) -> u64 {
+    use base64::Engine as _;
+    let token = bearer.trim_start_matches("Bearer ");
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url");
+    let v: Value = serde_json::from_slice(&bytes).expect("JSON claims");
+    v["exp"].as_u64().expect("exp")
+}
+
+/// The refresh happens `refresh_margin` before the access token expires, not after: the app never receives a token
+/// about to lapse mid-request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_token_is_refreshed_within_the_margin_before_it_expires() {
+    let provider = provider_with(ProviderOptions { token_lifetime: 12, ..Default::default() }).await;
+    let upstream = EchoUpstream::start().await.expect("upstream");
+    let config = app_config(&provider, &upstream.url(), &cookie_session("refresh_margin = \"9s\""), "forward_access_token = true");
+    let s = start(&config).await;
+    let mut b = Browser::new(&s);
+    b.sign_in(&provider, "/").await;
+    let first = echo_of(b.fetch("/me").await).await.header("authorization").expect("token").to_string();
+    assert_eq!(provider.refresh_grant_count(), 0, "a fresh token is used as is");
+
+    // 4 s later the token has 8 s left: inside the 9 s margin, so this request refreshes first.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!(jwt_exp(&first) > now + 5, "the old token is still valid for a while");
+    let second = echo_of(b.fetch("/me").await).await.header("authorization").expect("token").to_string();
+    assert_eq!(provider.refresh_grant_count(), 1, "refreshed before expiry; log:\n{}", s.logs());
+    assert_ne!(first, second, "the app gets the new token");
+    assert!(jwt_exp(&second) > jwt_exp(&first));
+
+    // The new token is outside the margin again: no second grant.
+    let third = echo_of(b.fetch("/me").await).await.header("authorization").expect("token").to_string();
+    assert_eq!(third, second);
+    assert_eq!(provider.refresh_grant_count(), 1);
+}

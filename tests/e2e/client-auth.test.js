@@ -58,6 +58,7 @@ describeWithSidecar('client authentication at the token endpoint (real provider)
     });
     pkjwt = await sidecar(ports.pkjwt, {
       clientId: 'sidecar-pkjwt', clientAuth: 'private_key_jwt', clientSecret: null, privateKeyFile: clientKey.keyFile,
+      privateKeyId: 'sidecar-pkjwt', // the kid the key is registered under (private_key_id)
     });
     stack.sidecars.push(pkjwt);
     post = await sidecar(ports.post, { clientId: 'sidecar-post', clientAuth: 'client_secret_post' });
@@ -119,6 +120,8 @@ describeWithSidecar('client authentication at the token endpoint (real provider)
     }
     const codes = (c) => c.grants_by_client['sidecar-pkjwt']?.authorization_code || 0;
     assert.equal(codes(after) - codes(before), 1, 'the provider issued the tokens to sidecar-pkjwt');
+    const kids = (c) => c.assertion_kids['sidecar-pkjwt'] || 0;
+    assert.equal(kids(after) - kids(before), 1, `the assertion named its key: ${JSON.stringify(after.assertion_kids)}`);
   });
 
   test('client_secret_post: sign-in with the secret in the form body, 200 from the app', async () => {

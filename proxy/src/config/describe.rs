@@ -33,10 +33,16 @@ fn write_all(out: &mut String, c: &Config) -> std::fmt::Result {
     let auth = match &p.client_auth {
         ClientAuth::ClientSecretBasic => format!("client_secret_basic, {}", set_or_not(p.client_secret.is_some())),
         ClientAuth::ClientSecretPost => format!("client_secret_post, {}", set_or_not(p.client_secret.is_some())),
-        ClientAuth::PrivateKeyJwt { x5t, .. } => match x5t {
-            Some(t) => format!("private_key_jwt, certificate thumbprint {t}"),
-            None => "private_key_jwt, no certificate thumbprint".to_string(),
-        },
+        ClientAuth::PrivateKeyJwt { x5t, kid, .. } => {
+            let thumb = match x5t {
+                Some(t) => format!("certificate thumbprint {t}"),
+                None => "no certificate thumbprint".to_string(),
+            };
+            match kid {
+                Some(k) => format!("private_key_jwt, {thumb}, key id {k}"),
+                None => format!("private_key_jwt, {thumb}"),
+            }
+        }
     };
     writeln!(out, "  client id     {} ({auth})", p.client_id)?;
     writeln!(out, "  audiences     {}", p.audiences.join(", "))?;

@@ -553,7 +553,11 @@ impl Ctx {
                     }
                     None => None,
                 };
-                ClientAuth::PrivateKeyJwt { key_pem, x5t }
+                let kid = match raw.private_key_id.map(|k| k.trim().to_string()) {
+                    Some(k) if k.is_empty() => return Err(self.invalid("provider.private_key_id", "is empty")),
+                    other => other,
+                };
+                ClientAuth::PrivateKeyJwt { key_pem, x5t, kid }
             }
             method => {
                 if private_key.is_some() {
@@ -565,6 +569,9 @@ impl Ctx {
                         "provider.certificate_thumbprint",
                         "is only used with client_auth = \"private_key_jwt\"",
                     ));
+                }
+                if raw.private_key_id.is_some() {
+                    return Err(self.invalid("provider.private_key_id", "is only used with client_auth = \"private_key_jwt\""));
                 }
                 if method == RawClientAuth::ClientSecretPost { ClientAuth::ClientSecretPost } else { ClientAuth::ClientSecretBasic }
             }

@@ -102,8 +102,9 @@ pub struct ProviderConfig {
 pub enum ClientAuth {
     ClientSecretBasic,
     ClientSecretPost,
-    /// Entra certificate credentials: a PEM private key and the certificate's SHA-1 thumbprint (`x5t`).
-    PrivateKeyJwt { key_pem: Secret, x5t: Option<String> },
+    /// Entra certificate credentials: a PEM private key and the certificate's SHA-1 thumbprint (`x5t`); for other
+    /// providers, the `kid` the key was registered under (a provider holding several keys for the client picks by it).
+    PrivateKeyJwt { key_pem: Secret, x5t: Option<String>, kid: Option<String> },
 }
 
 /// A secret value: never printed by `Debug`.

@@ -62,6 +62,7 @@ pub struct RawProvider {
     pub private_key: Option<String>,
     pub private_key_file: Option<String>,
     pub certificate_thumbprint: Option<String>,
+    pub private_key_id: Option<String>,
     pub audiences: Option<Vec<String>>,
     pub required_tenant: Option<String>,
     pub clock_skew: Option<String>,

@@ -235,7 +235,7 @@ impl CodeFlowError {
 enum ClientCredentials {
     Basic { secret: String },
     Post { secret: String },
-    PrivateKeyJwt { key: EncodingKey, alg: Algorithm, x5t: Option<Thumbprint> },
+    PrivateKeyJwt { key: EncodingKey, alg: Algorithm, x5t: Option<Thumbprint>, kid: Option<String> },
 }
 
 /// A certificate thumbprint ready for the JWS header.
@@ -279,10 +279,10 @@ impl CodeFlow {
         let credentials = match &provider.client_auth {
             ClientAuth::ClientSecretBasic => ClientCredentials::Basic { secret: required_secret(provider)? },
             ClientAuth::ClientSecretPost => ClientCredentials::Post { secret: required_secret(provider)? },
-            ClientAuth::PrivateKeyJwt { key_pem, x5t } => {
+            ClientAuth::PrivateKeyJwt { key_pem, x5t, kid } => {
                 let (key, alg) = signing_key(key_pem.expose())?;
                 let x5t = x5t.as_deref().map(parse_thumbprint).transpose()?;
-                ClientCredentials::PrivateKeyJwt { key, alg, x5t }
+                ClientCredentials::PrivateKeyJwt { key, alg, x5t, kid: kid.clone() }
             }
         };
         let http = reqwest::Client::builder()
@@ -381,8 +381,9 @@ impl CodeFlow {
                 form.push(("client_id", self.client_id.clone()));
                 form.push(("client_secret", secret.clone()));
             }
-            ClientCredentials::PrivateKeyJwt { key, alg, x5t } => {
-                let assertion = client_assertion(&self.client_id, ep.token.as_str(), key, *alg, x5t.as_ref())?;
+            ClientCredentials::PrivateKeyJwt { key, alg, x5t, kid } => {
+                let assertion =
+                    client_assertion(&self.client_id, ep.token.as_str(), key, *alg, x5t.as_ref(), kid.as_deref())?;
                 form.push(("client_id", self.client_id.clone()));
                 form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into()));
                 form.push(("client_assertion", assertion));
@@ -547,6 +548,7 @@ fn client_assertion(
     key: &EncodingKey,
     alg: Algorithm,
     thumbprint: Option<&Thumbprint>,
+    kid: Option<&str>,
 ) -> Result<String, CodeFlowError> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let claims = AssertionClaims {
@@ -560,6 +562,7 @@ fn client_assertion(
     };
     let mut header = Header::new(alg);
     header.typ = Some("JWT".into());
+    header.kid = kid.map(str::to_string);
     match thumbprint {
         Some(Thumbprint::Sha1(t)) => header.x5t = Some(t.clone()),
         Some(Thumbprint::Sha256(t)) => header.x5t_s256 = Some(t.clone()),
@@ -970,9 +973,9 @@ mod tests {
 
     #[test]
     fn private_key_jwt_rejects_a_bad_key_or_thumbprint() {
-        let bad_key = ClientAuth::PrivateKeyJwt { key_pem: Secret("not a pem".into()), x5t: None };
+        let bad_key = ClientAuth::PrivateKeyJwt { key_pem: Secret("not a pem".into()), x5t: None, kid: None };
         assert!(matches!(CodeFlow::new(&provider(bad_key, None)), Err(CodeFlowError::Config(_))));
-        let bad_thumb = ClientAuth::PrivateKeyJwt { key_pem: Secret(RSA_PEM.into()), x5t: Some("abc".into()) };
+        let bad_thumb = ClientAuth::PrivateKeyJwt { key_pem: Secret(RSA_PEM.into()), x5t: Some("abc".into()), kid: None };
         assert!(matches!(CodeFlow::new(&provider(bad_thumb, None)), Err(CodeFlowError::Config(_))));
     }
 
@@ -1016,7 +1019,7 @@ mod tests {
         assert_eq!(alg, Algorithm::RS256);
         let thumb = parse_thumbprint(THUMB_HEX).unwrap();
         let aud = "https://login.example.test/tenant/oauth2/v2.0/token";
-        let token = client_assertion("client 1:a", aud, &key, alg, Some(&thumb)).unwrap();
+        let token = client_assertion("client 1:a", aud, &key, alg, Some(&thumb), None).unwrap();
         let (header, claims) = decode_assertion(&token, aud);
         assert_eq!(header.alg, Algorithm::RS256);
         assert_eq!(header.x5t.as_deref(), Some(URL_SAFE_NO_PAD.encode(hex_bytes(THUMB_HEX)).as_str()));
@@ -1026,7 +1029,7 @@ mod tests {
         assert_eq!(claims.aud, aud);
         assert_eq!(claims.exp - claims.iat, ASSERTION_LIFETIME_SECS);
         assert!(uuid::Uuid::parse_str(&claims.jti).is_ok());
-        let other = client_assertion("client 1:a", aud, &key, alg, Some(&thumb)).unwrap();
+        let other = client_assertion("client 1:a", aud, &key, alg, Some(&thumb), None).unwrap();
         assert_ne!(decode_assertion(&other, aud).1.jti, claims.jti, "jti is single-use");
 
         // A wrong audience must not verify: proves the check is real.
@@ -1097,7 +1100,11 @@ mod tests {
     async fn exchange_with_private_key_jwt() {
         let (addr, seen) = token_server(ok_tokens()).await;
         let ep = endpoints(&format!("http://{addr}"));
-        let auth = ClientAuth::PrivateKeyJwt { key_pem: Secret(RSA_PEM.into()), x5t: Some(THUMB_HEX.into()) };
+        let auth = ClientAuth::PrivateKeyJwt { key_pem: Secret(RSA_PEM.into()), x5t: Some(THUMB_HEX.into()), kid: None };
+        let flow = CodeFlow::new(&provider(auth, None)).unwrap();
+        flow.exchange(&ep, "c", "https://app.example.test/cb", "v").await.unwrap();
+        // A non-Entra provider with the key registered under a kid: the header names it.
+        let auth = ClientAuth::PrivateKeyJwt { key_pem: Secret(RSA_PEM.into()), x5t: None, kid: Some("sidecar-2026".into()) };
         let flow = CodeFlow::new(&provider(auth, None)).unwrap();
         flow.exchange(&ep, "c", "https://app.example.test/cb", "v").await.unwrap();
         let seen = seen.lock().unwrap();
@@ -1108,7 +1115,10 @@ mod tests {
         assert_eq!(r.form["client_assertion_type"], "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
         let (header, claims) = decode_assertion(&r.form["client_assertion"], ep.token.as_str());
         assert!(header.x5t.is_some());
+        assert_eq!(header.kid, None, "no kid unless configured");
         assert_eq!(claims.aud, format!("http://{addr}/token"));
+        let (header, _) = decode_assertion(&seen[1].form["client_assertion"], ep.token.as_str());
+        assert_eq!((header.kid.as_deref(), header.x5t.as_deref()), (Some("sidecar-2026"), None));
     }
 
     #[tokio::test]

@@ -182,7 +182,7 @@ function routeToml(r) {
 export function sidecarToml({
   port, adminPort, issuer, clientId = 'sidecar', clientSecret = CLIENT_SECRET, clientAuth = 'client_secret_basic',
   store = 'cookie', redisUrl, sessionKeys, cookieName = DEFAULT_COOKIE_NAME, refreshMargin = '60s',
-  inactivityTimeout = '1h', maxLifetime = '8h', maxCookieBytes, trustedProxies = [], hosts, signingKeyFile, privateKeyFile,
+  inactivityTimeout = '1h', maxLifetime = '8h', maxCookieBytes, trustedProxies = [], hosts, signingKeyFile, privateKeyFile, privateKeyId,
   scopes = ['openid', 'profile', 'email', 'offline_access', `${AUDIENCE}/user.read`],
 }) {
   const out = [];
@@ -203,6 +203,7 @@ export function sidecarToml({
   if (clientSecret !== null) out.push(`client_secret = ${q(clientSecret)}`);
   out.push(`client_auth = ${q(clientAuth)}`);
   if (privateKeyFile) out.push(`private_key_file = ${q(privateKeyFile)}`);
+  if (privateKeyId) out.push(`private_key_id = ${q(privateKeyId)}`);
   out.push(`audiences = ${qa([AUDIENCE])}`);
   out.push(`required_tenant = ${q(TENANT_ID)}`);
   out.push('algorithms = ["RS256"]');

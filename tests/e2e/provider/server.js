@@ -128,7 +128,7 @@ if (env.SIDECAR_JWKS_FILE) {
 // `token_requests` counts token-endpoint calls by "<client_id> <how it authenticated>" as seen on the wire
 // (Basic header, client_secret in the body, or a client_assertion), `grants_by_client` successful grants per client.
 const stats = {
-  grants: {}, grant_errors: {}, grants_by_client: {}, token_requests: {}, logins: 0, failed_logins: 0, end_session: 0,
+  grants: {}, grant_errors: {}, grants_by_client: {}, token_requests: {}, assertion_kids: {}, logins: 0, failed_logins: 0, end_session: 0,
 };
 const switches = { refresh: true };
 const bump = (obj, key) => { obj[key] = (obj[key] || 0) + 1; };
@@ -450,6 +450,14 @@ const server = http.createServer(async (req, res) => {
       const body = querystring.parse(await readBody(req));
       const observed = observedClientAuth(req, body);
       bump(stats.token_requests, observed);
+      if (body.client_assertion) {
+        // The `kid` the client put in its assertion's header ("(none)" without one): how the key was picked.
+        let kid = '(unreadable)';
+        try {
+          kid = JSON.parse(Buffer.from(String(body.client_assertion).split('.')[0], 'base64url').toString('utf8')).kid || '(none)';
+        } catch { /* counted as unreadable */ }
+        bump(stats.assertion_kids, kid);
+      }
       const [observedId, observedMethod] = observed.split(' ');
       const registered = clients.find((c) => c.client_id === observedId)?.token_endpoint_auth_method;
       if (STRICT_CLIENT_AUTH && registered && registered !== observedMethod) {

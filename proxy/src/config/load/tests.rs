@@ -530,9 +530,17 @@ fn private_key_jwt_reads_the_key_file() {
         pem.display()
     ));
     let c = ok(&text);
-    let ClientAuth::PrivateKeyJwt { key_pem, x5t } = &c.provider.client_auth else { panic!("expected private_key_jwt") };
+    let ClientAuth::PrivateKeyJwt { key_pem, x5t, kid } = &c.provider.client_auth else { panic!("expected private_key_jwt") };
     assert!(key_pem.expose().starts_with("-----BEGIN RSA PRIVATE KEY-----"));
     assert!(x5t.is_some());
+    assert_eq!(kid, &None);
+
+    let with_kid = ok(&text.replace("certificate_thumbprint", "private_key_id = \"sidecar-2026\"\ncertificate_thumbprint"));
+    let ClientAuth::PrivateKeyJwt { kid, .. } = &with_kid.provider.client_auth else { panic!("expected private_key_jwt") };
+    assert_eq!(kid.as_deref(), Some("sidecar-2026"));
+    let (_, key, msg) = bad(&full("client_auth = \"client_secret_post\"\nclient_secret = \"s\"\nprivate_key_id = \"k\"\n"));
+    assert_eq!(key, "provider.private_key_id");
+    assert!(msg.contains("only used with"), "{msg}");
 }
 
 #[test]

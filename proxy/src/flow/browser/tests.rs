@@ -353,7 +353,7 @@ async fn without_client_credentials_sign_in_is_off_but_the_sidecar_starts() {
     // A credential that is configured but unusable still stops the start.
     let mut cfg = config("");
     cfg.provider.client_auth =
-        crate::config::ClientAuth::PrivateKeyJwt { key_pem: crate::config::Secret("not a key".into()), x5t: None };
+        crate::config::ClientAuth::PrivateKeyJwt { key_pem: crate::config::Secret("not a key".into()), x5t: None, kid: None };
     let keys = KeyStore::new(&cfg.provider).unwrap();
     assert!(Browser::new(&cfg, keys).is_err());
 }
