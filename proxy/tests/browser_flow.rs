@@ -85,9 +85,14 @@ async fn provider_with(opts: ProviderOptions) -> TestProvider {
 
 /// Waits until the sidecar has the provider's discovery document (login answers 302, not 503).
 async fn wait_ready(s: &Sidecar) {
+    wait_ready_on(s, HOST).await;
+}
+
+/// [`wait_ready`] for a given host name.
+async fn wait_ready_on(s: &Sidecar, host: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        let r = client().get(s.url("/oauth2/login")).header("host", HOST).send().await;
+        let r = client().get(s.url("/oauth2/login")).header("host", host).send().await;
         if r.is_ok_and(|r| r.status() == 302) {
             return;
         }
@@ -891,11 +896,7 @@ access = "authenticated"
             upstream.url()
         );
     let s = Sidecar::start(&config).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client().get(s.url("/oauth2/login")).header("host", APP).send().await.map(|r| r.status()).ok() != Some(reqwest::StatusCode::FOUND) {
-        assert!(Instant::now() < deadline, "sign-in never became available; log:\n{}", s.logs());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_ready_on(&s, APP).await;
 
     let mut app = Browser::new(&s);
     app.https = true;

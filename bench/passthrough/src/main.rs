@@ -145,7 +145,7 @@ fn main() -> ExitCode {
     conf.graceful_shutdown_timeout_seconds = Some(1);
     // Keep-alive pooling towards the upstream stays on (default pool size 128).
 
-    let conf_work_stealing = conf.work_stealing;
+    let runtime = if conf.work_stealing { "work-stealing" } else { "no-steal" };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut proxy = http_proxy_service(&server.configuration, PassThrough { upstream, plumbing: plumbing.clone(), timeouts });
@@ -159,7 +159,6 @@ fn main() -> ExitCode {
         ),
         None => String::new(),
     };
-    let runtime = if conf_work_stealing { "work-stealing" } else { "no-steal" };
     eprintln!("bare-pingora: {listen} -> {upstream}, {threads} thread(s), {runtime} runtime{mode}");
     server.run_forever()
 }
