@@ -8,7 +8,7 @@
 // UI_SIDECAR_PORT 8082, API_ADMIN_PORT 9901 (its JWKS is what FastAPI trusts), UI_ADMIN_PORT 9902.
 // SESSION_STORE=redis uses the Redis at REDIS_URL (default redis://127.0.0.1:6379/0).
 
-import { tmpDir } from './lib/procs.js';
+import { stopAll, tmpDir } from './lib/procs.js';
 import {
   API_ROUTES, SPA_DIR, SPA_ROUTES, USER_PASSWORD, newSessionKey, sidecarMissing, startAlb, startProvider,
   startSidecar, startUpstream, stopStack, writeAssertionKey,
@@ -76,14 +76,26 @@ oidc-sidecar demo is up (session store: ${store}).
 Ctrl-C stops everything.`);
 }
 
-async function shutdown() {
+// Ctrl-C (SIGINT) or SIGTERM: stop every process with SIGTERM and wait for it (lib/procs.js leaves the signal to this
+// handler), then say how each one exited. A second signal exits at once; procs.js then SIGKILLs what is left.
+let stopping = false;
+async function shutdown(signal) {
+  if (stopping) {
+    console.error(`${signal} again: killing what is left.`);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  }
+  stopping = true;
+  console.log(`\n${signal}: stopping the demo ...`);
+  const procs = [stack.provider?.proc, stack.upstream?.proc, ...stack.sidecars.map((s) => s.proc)].filter(Boolean);
   await stopStack(stack);
+  await stopAll(); // anything still starting
+  console.log(`Demo stopped (${procs.map((p) => `${p.name} exit ${p.exitCode}`).join(', ')}).`);
   process.exit(0);
 }
-process.on('SIGINT', shutdown);
-process.on('SIGTERM', shutdown);
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { shutdown(sig); });
 
 main().catch(async (err) => {
+  if (stopping) return; // a process stopped by shutdown() while starting
   console.error(err.message);
   await stopStack(stack);
   process.exit(1);

@@ -1,13 +1,15 @@
 // Smoke test of the README's demo (`scripts/demo.sh` ends in `node tests/e2e/demo.js`): start demo.js as a user
 // would, on free ports (its DEMO_PORT, PROVIDER_PORT, ... variables), read the URL and a test user from what it
 // prints, sign in with that user in chromium, see the SPA show the user and "Call API" answer 200 through the API
-// sidecar; then stop it like Ctrl-C does (a signal to its process group) and check nothing is left listening.
+// sidecar; then send SIGTERM to demo.js alone (as Ctrl-C's SIGINT, handled the same way) and check that its own
+// shutdown stopped every process gracefully (SIGTERM, not SIGKILL) and nothing is left listening.
 //
 //   node --test demo.test.js
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 
@@ -97,11 +99,40 @@ describeWithSidecar('the README demo (demo.js) comes up, signs a user in, and st
     }
   });
 
-  test('a signal to its process group stops the demo and every process it started', async () => {
+  test('SIGTERM to demo.js runs its own graceful shutdown: every process stops on SIGTERM, demo.js exits 0', async () => {
     for (const [k, p] of Object.entries(ports)) assert.ok(await listening(p), `${k} ${p} is listening while it runs`);
-    process.kill(-demo.child.pid, 'SIGTERM');
-    await demo.exited;
-    // The provider, FastAPI and the sidecars run in process groups of their own: demo.js must take them down.
+    const logDir = /^\s*Logs:\s+(\S+)/m.exec(demo.output())?.[1];
+    assert.ok(logDir && fs.existsSync(logDir), `banner names the log directory:\n${demo.output()}`);
+
+    // To demo.js only, not its group: the provider, FastAPI and the sidecars run in process groups of their own,
+    // so only demo.js can take them down.
+    process.kill(demo.child.pid, 'SIGTERM');
+    let timer;
+    const code = await Promise.race([
+      demo.exited, new Promise((r) => { timer = setTimeout(() => r('still running after 30 s'), 30_000); }),
+    ]);
+    clearTimeout(timer);
+    const out = demo.output();
+    // Without its own shutdown, demo.js would die by lib/procs.js's handler, printing nothing: exit 130 after
+    // SIGKILLing everything (the old handler), or 143 (today's safety net, for scripts without a handler).
+    assert.equal(code, 0, `demo.js exits 0 by itself after its shutdown:\n${out.slice(-3000)}`);
+    assert.match(out, /^SIGTERM: stopping the demo/m, 'demo.js ran its shutdown');
+    const stopped = /^Demo stopped \((.*)\)\.$/m.exec(out);
+    assert.ok(stopped, `demo.js reports how each process exited:\n${out.slice(-3000)}`);
+    const exits = Object.fromEntries(stopped[1].split(', ').map((e) => e.split(' exit ')));
+    const sidecars = [`sidecar-${ports.API_SIDECAR_PORT}`, `sidecar-${ports.UI_SIDECAR_PORT}`];
+    assert.deepEqual(Object.keys(exits).sort(), ['provider', `fastapi-${ports.FASTAPI_PORT}`, ...sidecars].sort());
+    for (const [name, how] of Object.entries(exits)) {
+      assert.ok(['0', 'SIGTERM'].includes(how), `${name} exited on SIGTERM (0 or SIGTERM), not ${how}: ${stopped[0]}`);
+    }
+    // The sidecar itself saw SIGTERM, drained and stopped (a SIGKILLed one logs neither line), and exited 0.
+    for (const name of sidecars) {
+      assert.equal(exits[name], '0', `${name} exit status`);
+      const log = fs.readFileSync(path.join(logDir, `${name}.log`), 'utf8');
+      assert.match(log, /SIGTERM: draining/, `${name} logged SIGTERM:\n${log.slice(-2000)}`);
+      assert.match(log, /oidc-sidecar stopped/, `${name} logged its clean stop:\n${log.slice(-2000)}`);
+    }
+
     await waitFor(async () => {
       for (const p of Object.values(ports)) if (await listening(p)) return false;
       return true;

@@ -1,5 +1,10 @@
 // Starts the processes of an end-to-end stack on free ports, waits until each is ready, and kills them all when the
 // test file ends (or the node process exits), so a failing test never leaves a provider or sidecar behind.
+//
+// Signals: a script that handles SIGINT/SIGTERM itself (demo.js stops its stack gracefully and exits) keeps that job:
+// the handler here then does nothing. Without one (the test files), a signal stops every child (SIGTERM, SIGKILL
+// after SIGNAL_GRACE_MS) and exits with 128 + the signal number; a second signal kills at once. In every case,
+// whatever is still running when the node process exits is SIGKILLed.
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -15,9 +20,24 @@ function killAll(signal = 'SIGTERM') {
   }
 }
 process.on('exit', () => killAll('SIGKILL'));
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => { killAll('SIGKILL'); process.exit(130); });
+
+const SIGNAL_GRACE_MS = 2_500;
+const SIGNAL_EXIT_CODES = { SIGINT: 130, SIGTERM: 143 };
+let signalled = false;
+
+function onSignal(sig) {
+  // Another listener (the script's own shutdown) owns this signal: let it stop the children and exit. (Should that
+  // listener just exit, e.g. node:test's own where it installs one, the exit handler above still kills them.)
+  if (process.listenerCount(sig) > 1) return;
+  const code = SIGNAL_EXIT_CODES[sig];
+  if (signalled) process.exit(code); // second signal: the exit handler SIGKILLs what is left
+  signalled = true;
+  const exited = Promise.all([...running].map((p) => p.exited));
+  killAll('SIGTERM');
+  const grace = new Promise((r) => { setTimeout(r, SIGNAL_GRACE_MS); });
+  Promise.race([exited, grace]).then(() => process.exit(code));
 }
+for (const sig of Object.keys(SIGNAL_EXIT_CODES)) process.on(sig, onSignal);
 
 /** A TCP port that was free a moment ago on 127.0.0.1 (the OS picks it). */
 export function freePort() {
