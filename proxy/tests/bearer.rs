@@ -73,6 +73,10 @@ async fn valid_token_reaches_upstream_with_verifiable_identity() {
     assert_eq!(echo.header("x-auth-email"), Some("test.user@example.com"));
     assert_eq!(echo.header("authorization"), Some(format!("Bearer {token}").as_str()));
     assert_eq!(echo.header("x-forwarded-proto"), Some("http"));
+    // Identity headers go out spelled as the identity module writes them, once each.
+    for name in ["X-Auth-Subject", "X-Auth-Roles", "X-Auth-Method", "X-Auth-Assertion"] {
+        assert_eq!(echo.raw_names.iter().filter(|n| *n == name).count(), 1, "{name}: {:?}", echo.raw_names);
+    }
 
     // The assertion verifies against the admin listener's JWKS, and only with the right audience.
     let assertion = echo.header("x-auth-assertion").expect("assertion").to_string();
@@ -454,6 +458,10 @@ async fn mod_auth_openidc_claim_headers_for_migrated_apps() {
     assert_eq!(echo.header("oidc_claim_tid"), Some(provider.tenant().as_str()));
     assert_eq!(echo.header("oidc_claim_scp"), Some("user.read"));
     assert!(echo.header("oidc-claim-email").is_none(), "a spoofed OIDC header must not survive");
+    // Spelled on the wire as mod_auth_openidc spells them (apps and log filters that match case keep working).
+    for name in ["OIDC_CLAIM_roles", "OIDC_CLAIM_tid", "OIDC_CLAIM_scp", "X-Auth-Method"] {
+        assert!(echo.raw_names.iter().any(|n| n == name), "{name} not sent as spelled: {:?}", echo.raw_names);
+    }
     // The X-Auth-* set is still there, and this host drops the client's Authorization header.
     assert_eq!(echo.header("x-auth-method"), Some("bearer"));
     assert!(echo.header("authorization").is_none());

@@ -21,6 +21,9 @@ pub struct Echo {
     pub path: String,
     /// Lower-cased names, each with every value in order.
     pub headers: BTreeMap<String, Vec<String>>,
+    /// Header names exactly as they came over the wire, in order (for spelling checks).
+    #[serde(default)]
+    pub raw_names: Vec<String>,
     pub body: String,
 }
 
@@ -103,8 +106,10 @@ async fn serve(mut stream: TcpStream, seen: Arc<Mutex<Vec<Echo>>>) -> std::io::R
         let method = parts.next().unwrap_or_default().to_string();
         let path = parts.next().unwrap_or_default().to_string();
         let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut raw_names = Vec::new();
         for line in lines {
             if let Some((k, v)) = line.split_once(':') {
+                raw_names.push(k.trim().to_string());
                 headers.entry(k.trim().to_ascii_lowercase()).or_default().push(v.trim().to_string());
             }
         }
@@ -128,7 +133,7 @@ async fn serve(mut stream: TcpStream, seen: Arc<Mutex<Vec<Echo>>>) -> std::io::R
             .and_then(|v| v.first())
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
 
-        let echo = Echo { method, path: path.clone(), headers, body: String::from_utf8_lossy(&body).to_string() };
+        let echo = Echo { method, path: path.clone(), headers, raw_names, body: String::from_utf8_lossy(&body).to_string() };
         seen.lock().push(echo.clone());
 
         let mut status = 200u16;

@@ -28,7 +28,7 @@ use pingora::server::configuration::ServerConf;
 struct PassThrough {
     upstream: SocketAddr,
     /// Plumbing mode: the headers to add upstream (see the module docs).
-    plumbing: Option<Vec<(http::HeaderName, http::HeaderValue)>>,
+    plumbing: Option<Vec<(bytes::Bytes, http::HeaderValue)>>,
     /// Plumbing mode with the sidecar's keep-alive and upstream timeouts (the default).
     timeouts: bool,
 }
@@ -69,6 +69,7 @@ impl ProxyHttp for PassThrough {
     ) -> Result<()> {
         if let Some(headers) = &self.plumbing {
             upstream_request.remove_header("cookie");
+            // As the gateway: each name handed over in its prepared spelling.
             for (name, value) in headers {
                 upstream_request.append_header(name.clone(), value.clone())?;
             }
@@ -78,7 +79,7 @@ impl ProxyHttp for PassThrough {
 }
 
 /// Reads `name: value` lines (blank lines and `#` comments skipped).
-fn read_headers(path: &str) -> std::result::Result<Vec<(http::HeaderName, http::HeaderValue)>, String> {
+fn read_headers(path: &str) -> std::result::Result<Vec<(bytes::Bytes, http::HeaderValue)>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -87,9 +88,9 @@ fn read_headers(path: &str) -> std::result::Result<Vec<(http::HeaderName, http::
             continue;
         }
         let (name, value) = line.split_once(':').ok_or_else(|| format!("{path}:{}: expected `name: value`", n + 1))?;
-        let name = http::HeaderName::from_bytes(name.trim().as_bytes()).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
+        http::HeaderName::from_bytes(name.trim().as_bytes()).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
         let value = http::HeaderValue::from_str(value.trim()).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
-        out.push((name, value));
+        out.push((bytes::Bytes::copy_from_slice(name.trim().as_bytes()), value));
     }
     Ok(out)
 }

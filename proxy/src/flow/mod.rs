@@ -44,7 +44,7 @@ pub struct Forward {
     pub path_and_query: String,
     /// Identity headers to add after every inbound identity header was removed (shared: a repeated token reuses
     /// the same prepared headers and assertion).
-    pub identity: Arc<Vec<(HeaderName, HeaderValue)>>,
+    pub identity: IdentityHeaders,
     pub authorization: AuthorizationHeader,
     /// The `Cookie` header upstream: `None` keeps it, `Some(None)` drops it, `Some(Some(v))` replaces it (the
     /// sidecar's own cookies never reach the app).
@@ -55,6 +55,21 @@ pub struct Forward {
     /// `bearer`, `session` or `anonymous` (the subject is in the [`Trace`]).
     pub auth: &'static str,
 }
+
+/// One identity header as the gateway adds it upstream.
+#[derive(Debug, Clone)]
+pub struct IdentityHeader {
+    /// The name, checked once when the headers were prepared.
+    pub name: HeaderName,
+    /// The name as the identity module spells it (`X-Auth-Subject`, `OIDC_CLAIM_email`): what mod_auth_openidc
+    /// sends, and, being ready-made bytes shared by every request of the session or token, it spares the gateway
+    /// re-spelling the name for each request.
+    pub spelling: bytes::Bytes,
+    pub value: HeaderValue,
+}
+
+/// A principal's identity headers on one host, prepared once and shared by every request that reuses them.
+pub type IdentityHeaders = Arc<Vec<IdentityHeader>>;
 
 /// What happens to the `Authorization` header on the way upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +110,7 @@ pub struct App {
     /// The same for a session: its upstream headers by (session cache key, host). The key changes whenever the
     /// session's tokens do (refresh), so a refreshed session never reuses old roles.
     session_headers:
-        moka::sync::Cache<([u8; 32], usize), (Arc<Vec<(HeaderName, HeaderValue)>>, i64), foldhash::fast::RandomState>,
+        moka::sync::Cache<([u8; 32], usize), (IdentityHeaders, i64), foldhash::fast::RandomState>,
     /// Set on SIGTERM: the health path answers 503 so the ALB stops sending new requests.
     pub draining: AtomicBool,
 }
@@ -105,7 +120,7 @@ struct Prepared {
     /// Held so the verifier's `Arc` (whose address is the cache key) cannot be freed and reused while cached.
     token: Arc<VerifiedToken>,
     principal: Arc<Principal>,
-    headers: Arc<Vec<(HeaderName, HeaderValue)>>,
+    headers: IdentityHeaders,
     /// After this the assertion is past half its life and is made again.
     fresh_until: i64,
 }
@@ -162,11 +177,11 @@ fn token_in_query(query: Option<&str>) -> bool {
 
 /// Turns identity header pairs into typed headers once, so the gateway copies them without parsing. A pair that is
 /// not a valid header (the identity module already sanitizes values) is dropped and logged.
-fn header_values(pairs: Vec<(String, String)>) -> Arc<Vec<(HeaderName, HeaderValue)>> {
+fn header_values(pairs: Vec<(String, String)>) -> IdentityHeaders {
     let mut out = Vec::with_capacity(pairs.len());
     for (name, value) in pairs {
         match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
-            (Ok(n), Ok(v)) => out.push((n, v)),
+            (Ok(n), Ok(v)) => out.push(IdentityHeader { name: n, spelling: bytes::Bytes::from(name), value: v }),
             _ => tracing::warn!(header = %name, "identity header dropped: not a valid header"),
         }
     }
@@ -398,7 +413,7 @@ impl App {
         p: &Principal,
         cache_key: Option<[u8; 32]>,
         session_token: Option<&str>,
-    ) -> Result<Arc<Vec<(HeaderName, HeaderValue)>>, LocalResponse> {
+    ) -> Result<IdentityHeaders, LocalResponse> {
         let session_key = match cache_key {
             Some(k) if p.method == AuthMethod::Session => Some((k, host_idx)),
             _ => None,
@@ -451,7 +466,7 @@ impl App {
         host: &HostConfig,
         path_and_query: String,
         external: External,
-        identity: Option<(Arc<Vec<(HeaderName, HeaderValue)>>, &Principal)>,
+        identity: Option<(IdentityHeaders, &Principal)>,
         set_cookies: Vec<String>,
         session_token: Option<String>,
         cookie: Option<Option<String>>,

@@ -227,8 +227,9 @@ impl ProxyHttp for Gateway {
             upstream_request.remove_header(&name);
         }
         // Every identity-namespace header is gone by now, so appending is safe and skips a search per header.
-        for (name, value) in forward.identity.iter() {
-            upstream_request.append_header(name.clone(), value.clone())?;
+        // The prepared spelling goes in as is (a shared `Bytes`): Pingora would otherwise re-spell each name.
+        for h in forward.identity.iter() {
+            upstream_request.append_header(h.spelling.clone(), h.value.clone())?;
         }
         match &forward.authorization {
             AuthorizationHeader::Keep => {}
