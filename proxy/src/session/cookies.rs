@@ -80,6 +80,42 @@ impl std::fmt::Debug for CookieMap {
     }
 }
 
+/// The non-blank `;`-separated parts of one `Cookie:` header, trimmed. One vectorized pass over the bytes: every
+/// request with a session runs this over a cookie of 500 bytes or more (to read the session, and to take it out of
+/// what the app gets), where `str::split` and the `cookie` crate's parser, which scans each pair several times,
+/// showed up in the proxy's profile.
+pub fn parts(header: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    let mut separators = memchr::memchr_iter(b';', header.as_bytes()).chain(std::iter::once(header.len()));
+    std::iter::from_fn(move || loop {
+        let end = separators.next()?;
+        // `;` is ASCII, so both ends are char boundaries.
+        let part = header[start..end].trim();
+        start = end + 1;
+        if !part.is_empty() {
+            return Some(part);
+        }
+    })
+}
+
+/// A part's cookie name: what precedes its first `=`, trimmed (the whole part when it has none).
+pub fn part_name(part: &str) -> &str {
+    match memchr::memchr(b'=', part.as_bytes()) {
+        Some(eq) => part[..eq].trim(),
+        None => part,
+    }
+}
+
+/// The `name=value` pairs of one `Cookie:` header, read as `cookie::Cookie::split_parse` reads them: parts without
+/// `=` or with an empty name skipped, name and value trimmed, nothing decoded.
+pub fn pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
+    parts(header).filter_map(|part| {
+        let eq = memchr::memchr(b'=', part.as_bytes())?;
+        let name = part[..eq].trim();
+        (!name.is_empty()).then(|| (name, part[eq + 1..].trim()))
+    })
+}
+
 impl CookieMap {
     /// Parses every `Cookie:` header of a request. Pairs that do not parse are skipped, never an error: a
     /// client's junk cookie must not break its session.
@@ -101,10 +137,10 @@ impl CookieMap {
     }
 
     fn add_header(&mut self, header: &str) {
-        for c in Cookie::split_parse(header).flatten() {
-            self.map
-                .entry(c.name().to_owned())
-                .or_insert_with(|| c.value().to_owned());
+        for (name, value) in pairs(header) {
+            if !self.map.contains_key(name) {
+                self.map.insert(name.to_owned(), value.to_owned());
+            }
         }
     }
 
@@ -288,6 +324,43 @@ mod tests {
         assert_eq!(m.get("c"), Some("x=y"));
         assert_eq!(m.get("d"), Some("4"));
         assert!(!m.contains("junk"));
+    }
+
+    /// The one-pass reader must read every header exactly as the `cookie` crate it replaced on this path.
+    fn crate_pairs(header: &str) -> Vec<(String, String)> {
+        Cookie::split_parse(header).flatten().map(|c| (c.name().to_owned(), c.value().to_owned())).collect()
+    }
+
+    fn our_pairs(header: &str) -> Vec<(String, String)> {
+        pairs(header).map(|(n, v)| (n.to_owned(), v.to_owned())).collect()
+    }
+
+    #[test]
+    fn pairs_read_headers_as_the_cookie_crate_does() {
+        for h in [
+            "",
+            ";;",
+            " ; ;",
+            "name=value",
+            "  name=value  ",
+            "name=value;;other=key",
+            "name=value ;  ; other=key",
+            "a=%20; b=\"quoted\"; c==; =nameless; junk; d=x=y;",
+            "\u{3000}a=1\u{3000}; é=ü ; \tb\t=\t2\t",
+            "__Host-oidc_session=AAAA.BBBB_cc-dd; __Host-oidc_session.1=x",
+        ] {
+            assert_eq!(our_pairs(h), crate_pairs(h), "{h:?}");
+        }
+        assert_eq!(parts(" a=1 ;; junk ;b= ").collect::<Vec<_>>(), ["a=1", "junk", "b="]);
+        assert_eq!(part_name(" x = 1"), "x");
+        assert_eq!(part_name("junk"), "junk");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn pairs_agree_with_the_cookie_crate_on_any_header(h in "[a-c=; \t\u{a0}é\"]{0,40}") {
+            proptest::prop_assert_eq!(our_pairs(&h), crate_pairs(&h));
+        }
     }
 
     #[test]

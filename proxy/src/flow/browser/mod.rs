@@ -209,7 +209,8 @@ impl Browser {
 
     /// Cross-site request forgery guard for session-authenticated requests.
     pub fn csrf_ok(&self, method: &Method, headers: &HeaderMap, host: &HostConfig, external: &External) -> bool {
-        request_kind::csrf_ok(method, headers, &origin(host, external), &host.allowed_origins)
+        // Safe methods pass without the origin being built: most session requests are GETs.
+        method.is_safe() || request_kind::csrf_ok(method, headers, &origin(host, external), &host.allowed_origins)
     }
 
     /// The `Cookie` header to send upstream: the sidecar's own cookies removed (`None` = keep the header as is,
@@ -233,7 +234,8 @@ impl Browser {
         if !self.store.has_session_cookie(&cookies, secure) {
             return Ok(Loaded { auth: SessionAuth::default(), data: None });
         }
-        let mut data = match self.store.load(&cookies, secure).await {
+        let now = unix_now();
+        let mut data = match self.store.load_at(&cookies, secure, now).await {
             Ok(Some(d)) => d,
             Ok(None) => {
                 // Tampered, truncated, foreign, expired or unknown to Redis: no session, and the cookie goes.
@@ -242,7 +244,6 @@ impl Browser {
             }
             Err(e) => return Err(store_unavailable(&e)),
         };
-        let now = unix_now();
         let mut set_cookies = Vec::new();
         if data.needs_refresh(now, self.cfg.refresh_margin) {
             match self.refresh(&data, now).await {
@@ -430,14 +431,7 @@ fn strip_cookies(headers: &HeaderMap, jars: &[&CookieSettings]) -> Option<Option
         return None;
     }
     let own = |name: &str| jars.iter().any(|j| j.is_own_cookie(name));
-    let names = || {
-        values
-            .iter()
-            .flat_map(|v| v.split(';'))
-            .map(str::trim)
-            .filter(|pair| !pair.is_empty())
-            .map(|pair| pair.split_once('=').map_or(pair, |(n, _)| n).trim())
-    };
+    let names = || values.iter().flat_map(|v| crate::session::cookies::parts(v)).map(crate::session::cookies::part_name);
     if !names().any(own) {
         return None;
     }
