@@ -5,10 +5,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
+use oidc_testkit::redis::{RedisConfig, RedisServer};
 use oidc_testkit::{ProviderOptions, TestProvider, TEST_CLIENT_SECRET};
 use serde_json::Value;
 
@@ -110,53 +111,28 @@ async fn start(config: &str) -> Sidecar {
 /// A private `redis-server` on a free port that saves to its own directory on shutdown, so a stop/start keeps
 /// the sessions (like ElastiCache failing over).
 struct Redis {
-    child: Option<Child>,
+    server: RedisServer,
     port: u16,
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 impl Redis {
     async fn start() -> Redis {
-        let mut r = Redis { child: None, port: free_port(), dir: tempfile::tempdir().expect("dir") };
-        r.run().await;
-        r
+        let dir = tempfile::tempdir().expect("dir");
+        let config = RedisConfig { persist_in: Some(dir.path().to_path_buf()), ..Default::default() };
+        // Blocks the test for the few milliseconds redis-server takes to start; the sidecar is another process.
+        let server = RedisServer::start_with(config).unwrap_or_else(|e| panic!("{e}"));
+        Redis { port: server.port(), server, _dir: dir }
     }
 
+    /// Starts it again on the same port, with what it saved.
     async fn run(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "3600 1", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt install redis-server)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("redis-server did not start on {}", self.port);
+        self.server.restart().unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// SIGTERM (Redis saves, then exits) and wait for the exit.
     fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.server.stop();
     }
 }
 

@@ -382,6 +382,7 @@ fn hash_id(sid: &str) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use oidc_testkit::redis::{RedisConfig, RedisServer};
 
     /// A store on the shared Redis (127.0.0.1:6379) with a key prefix unique to this test run.
     pub(crate) fn shared_store() -> RedisStore {
@@ -451,55 +452,24 @@ pub(crate) mod tests {
         eprintln!("SKIPPED rediss test: {why}");
     }
 
-    /// A private plain `redis-server` on a free port with `--requirepass`, killed on drop.
-    struct PasswordRedis {
-        child: std::process::Child,
-        port: u16,
-    }
-
-    impl PasswordRedis {
-        fn start(password: &str) -> PasswordRedis {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let child = std::process::Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                .args(["--requirepass", password])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .expect("redis-server (apt-get install redis-server)");
-            for _ in 0..500 {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return PasswordRedis { child, port };
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            panic!("redis-server did not start on {port}");
-        }
-    }
-
-    impl Drop for PasswordRedis {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
     /// `redis://` with AUTH (ElastiCache without TLS, or a self-managed Redis): the password in the URL, with or
     /// without the `default` user; a wrong one is Unavailable and never echoed.
     #[tokio::test]
     async fn redis_url_with_password_authenticates() {
-        let r = PasswordRedis::start("pw-4-redis");
-        for url in [format!("redis://:pw-4-redis@127.0.0.1:{}", r.port), format!("redis://default:pw-4-redis@127.0.0.1:{}/2", r.port)] {
+        let r = RedisServer::start_with(RedisConfig { password: Some("pw-4-redis".into()), ..Default::default() })
+            .unwrap_or_else(|e| panic!("{e}"));
+        for url in [format!("redis://:pw-4-redis@127.0.0.1:{}", r.port()), format!("redis://default:pw-4-redis@127.0.0.1:{}/2", r.port())] {
             let s = RedisStore::new(&url, RedisOptions::default()).unwrap();
             assert!(!s.endpoint().contains("pw-4-redis"), "{}", s.endpoint());
             s.put("k", "v", 60).await.unwrap();
             assert_eq!(s.get("k").await.unwrap().as_deref(), Some("v"), "{}", s.endpoint());
         }
-        let wrong = RedisStore::new(&format!("redis://:not-the-pw@127.0.0.1:{}", r.port), RedisOptions::default()).unwrap();
+        let wrong = RedisStore::new(&format!("redis://:not-the-pw@127.0.0.1:{}", r.port()), RedisOptions::default()).unwrap();
         match wrong.get("k").await {
             Err(StoreError::Unavailable(reason)) => assert!(!reason.contains("not-the-pw"), "{reason}"),
             other => panic!("a wrong password must be Unavailable, got {other:?}"),
         }
-        let none = RedisStore::new(&format!("redis://127.0.0.1:{}", r.port), RedisOptions::default()).unwrap();
+        let none = RedisStore::new(&format!("redis://127.0.0.1:{}", r.port()), RedisOptions::default()).unwrap();
         assert!(matches!(none.get("k").await, Err(StoreError::Unavailable(_))), "no password: refused");
     }
 
@@ -603,57 +573,23 @@ pub(crate) mod tests {
             skip_or_fail("openssl CLI not available");
             return;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                "0",
-                "--tls-port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args([
-                "--tls-cert-file",
-                "srv.pem",
-                "--tls-key-file",
-                "srv.key",
-                "--tls-ca-cert-file",
-                "ca.pem",
-            ])
-            .args(["--tls-auth-clients", "no", "--requirepass", "s3cret-pw"])
-            .current_dir(d)
-            .stdout(std::process::Stdio::null())
-            .spawn();
-        let Ok(mut child) = child else {
-            skip_or_fail("redis-server not available");
-            return;
+        let tls = RedisConfig {
+            tls: true,
+            password: Some("s3cret-pw".into()),
+            args: ["--tls-cert-file", "srv.pem", "--tls-key-file", "srv.key", "--tls-ca-cert-file", "ca.pem"]
+                .into_iter()
+                .chain(["--tls-auth-clients", "no"])
+                .map(String::from)
+                .collect(),
+            current_dir: Some(d.to_path_buf()),
+            ..Default::default()
         };
-        let mut up = false;
-        for _ in 0..500 {
-            if child.try_wait().ok().flatten().is_some() {
-                break;
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                up = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if !up {
-            let _ = child.kill();
-            let _ = child.wait();
-            skip_or_fail("redis-server without TLS support");
-            return;
-        }
+        let server = match RedisServer::start_with(tls) {
+            Ok(s) => s,
+            // Not installed, or built without TLS: it exits at start.
+            Err(e) => return skip_or_fail(&format!("no TLS-capable redis-server: {e}")),
+        };
+        let port = server.port();
         let ca = std::fs::read(d.join("ca.pem")).unwrap();
         let opts = RedisOptions {
             root_cert_pem: Some(ca.clone()),
@@ -674,8 +610,7 @@ pub(crate) mod tests {
         )
         .unwrap();
         let no_ca = no_ca.get("k").await;
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(server);
         assert_eq!(result.unwrap().as_deref(), Some("v"));
         match bad_pw {
             Err(StoreError::Unavailable(r)) => {

@@ -392,6 +392,7 @@ fn redis_purpose(key: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oidc_testkit::redis::RedisServer;
     use crate::config::Secret;
     use crate::session::redis::tests::shared_store;
     use crate::session::seal::tests::{ring, session_config};
@@ -770,65 +771,10 @@ mod tests {
         ));
     }
 
-    /// A private redis-server on a free port, killed on drop, so a test can stop and restart it.
-    struct OwnRedis {
-        port: u16,
-        child: Option<std::process::Child>,
-    }
-
-    impl OwnRedis {
-        fn start(port: Option<u16>) -> OwnRedis {
-            let port = port.unwrap_or_else(|| {
-                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-                l.local_addr().unwrap().port()
-            });
-            let mut child = std::process::Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .expect("redis-server on PATH");
-            // Wait until it accepts connections (bounded by attempts, not by a deadline assertion).
-            for _ in 0..500 {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return OwnRedis {
-                        port,
-                        child: Some(child),
-                    };
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("redis-server did not start on port {port}");
-        }
-
-        fn stop(&mut self) {
-            if let Some(mut c) = self.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-    }
-
-    impl Drop for OwnRedis {
-        fn drop(&mut self) {
-            self.stop();
-        }
-    }
-
     #[tokio::test]
     async fn redis_stopped_gives_unavailable_and_restart_recovers() {
-        let mut server = OwnRedis::start(None);
-        let port = server.port;
+        let mut server = RedisServer::start();
+        let port = server.port();
         let mut cfg = session_config(vec![]);
         cfg.store = crate::config::SessionStore::Redis;
         cfg.redis_url = Some(Secret(format!("redis://127.0.0.1:{port}")));
@@ -864,7 +810,7 @@ mod tests {
 
         // Same port, empty (no persistence): the old session is gone, but the same store works again without
         // being rebuilt: the first command after the restart already succeeds.
-        let _server = OwnRedis::start(Some(port));
+        server.restart().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(st.load_at(&jar, true, now).await.unwrap(), None);
         let jar = browser(
             &CookieMap::default(),
@@ -875,12 +821,12 @@ mod tests {
 
     #[tokio::test]
     async fn redis_restart_while_connected_recovers_on_first_command() {
-        let mut server = OwnRedis::start(None);
-        let port = server.port;
+        let mut server = RedisServer::start();
+        let port = server.port();
         let r = RedisStore::new(&format!("redis://127.0.0.1:{port}"), RedisOptions::default()).unwrap();
         r.put("k", "v", 60).await.unwrap();
         server.stop();
-        let _server = OwnRedis::start(Some(port));
+        server.restart().unwrap_or_else(|e| panic!("{e}"));
         // The multiplexed connection is dead; the command fails on it, the manager reconnects, the retry succeeds.
         assert_eq!(r.get("k").await.unwrap(), None);
         r.put("k", "w", 60).await.unwrap();
