@@ -112,7 +112,6 @@ async fn start(config: &str) -> Sidecar {
 /// the sessions (like ElastiCache failing over).
 struct Redis {
     server: RedisServer,
-    port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -122,7 +121,11 @@ impl Redis {
         let config = RedisConfig { persist_in: Some(dir.path().to_path_buf()), ..Default::default() };
         // Blocks the test for the few milliseconds redis-server takes to start; the sidecar is another process.
         let server = RedisServer::start_with(config).unwrap_or_else(|e| panic!("{e}"));
-        Redis { port: server.port(), server, _dir: dir }
+        Redis { server, _dir: dir }
+    }
+
+    fn port(&self) -> u16 {
+        self.server.port()
     }
 
     /// Starts it again on the same port, with what it saved.
@@ -585,7 +588,7 @@ async fn redis_sessions_are_shared_and_die_at_logout() {
     let redis = Redis::start().await;
     let provider = TestProvider::start().await;
     let upstream = EchoUpstream::start().await.expect("upstream");
-    let config = app_config(&provider, &upstream.url(), &redis_session(redis.port, ""), "");
+    let config = app_config(&provider, &upstream.url(), &redis_session(redis.port(), ""), "");
     let a = start(&config).await;
     let other = start(&config).await;
     let mut b = Browser::new(&a);
@@ -612,7 +615,7 @@ async fn redis_down_means_503_on_session_routes_while_bearer_works_and_recovers(
     let mut redis = Redis::start().await;
     let provider = TestProvider::start().await;
     let upstream = EchoUpstream::start().await.expect("upstream");
-    let s = start(&app_config(&provider, &upstream.url(), &redis_session(redis.port, ""), "")).await;
+    let s = start(&app_config(&provider, &upstream.url(), &redis_session(redis.port(), ""), "")).await;
     let mut b = Browser::new(&s);
     b.sign_in(&provider, "/").await;
     assert_eq!(b.fetch("/me").await.status(), 200);
@@ -624,7 +627,7 @@ async fn redis_down_means_503_on_session_routes_while_bearer_works_and_recovers(
     let body: Value = r.json().await.unwrap();
     assert!(body["error_description"].as_str().unwrap_or_default().contains("Redis"), "{body}");
     let line = wait_for_log(&s, |l| l.contains("session store unavailable")).await;
-    assert!(line.contains("WARN") && line.contains(&format!("127.0.0.1:{}", redis.port)), "the log names the store: {line}");
+    assert!(line.contains("WARN") && line.contains(&format!("127.0.0.1:{}", redis.port())), "the log names the store: {line}");
     let r = client().get(s.url("/items/1")).header("host", HOST).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 200, "Bearer does not need Redis");
     let r = client().get(s.url("/public/x")).header("host", HOST).send().await.unwrap();
@@ -664,7 +667,7 @@ async fn a_user_in_200_groups_fits_in_chunked_cookies_or_one_redis_cookie() {
     drop(s);
 
     let redis = Redis::start().await;
-    let s = start(&app_config(&provider, &upstream.url(), &redis_session(redis.port, ""), "")).await;
+    let s = start(&app_config(&provider, &upstream.url(), &redis_session(redis.port(), ""), "")).await;
     let mut b = Browser::new(&s);
     b.sign_in(&provider, "/").await;
     let cookies = b.jar.session_cookies("oidc_session");
@@ -695,7 +698,7 @@ async fn front_channel_logout_ends_the_session() {
 
     // Redis: the provider's `sid` ends the session even when the iframe carries no cookie.
     let redis = Redis::start().await;
-    let s = start(&app_config(&provider, &upstream.url(), &redis_session(redis.port, ""), "")).await;
+    let s = start(&app_config(&provider, &upstream.url(), &redis_session(redis.port(), ""), "")).await;
     let mut b = Browser::new(&s);
     b.sign_in(&provider, "/").await;
     assert_eq!(b.fetch("/me").await.status(), 200);
@@ -715,7 +718,7 @@ async fn redis_store_refreshes_once_across_two_tasks() {
     let redis = Redis::start().await;
     let provider = provider_with(ProviderOptions { token_lifetime: 3, ..Default::default() }).await;
     let upstream = EchoUpstream::start().await.expect("upstream");
-    let config = app_config(&provider, &upstream.url(), &redis_session(redis.port, "refresh_margin = \"1s\""), "");
+    let config = app_config(&provider, &upstream.url(), &redis_session(redis.port(), "refresh_margin = \"1s\""), "");
     let a = start(&config).await;
     let other = start(&config).await;
     let mut b = Browser::new(&a);
@@ -792,7 +795,7 @@ async fn inactivity_and_absolute_lifetime(session: String, redis: Option<&Redis>
     assert!(location(&r).starts_with("/oauth2/login?rd="), "{}", location(&r));
     if let Some(redis) = redis {
         // The ended session left nothing behind in Redis either (its TTL ran out or it was deleted).
-        let keys = redis_keys(redis.port, "oidc-sidecar:s:*");
+        let keys = redis_keys(redis.port(), "oidc-sidecar:s:*");
         assert!(keys.is_empty(), "no session left in Redis: {keys:?}");
     }
 
@@ -819,7 +822,7 @@ async fn inactivity_timeout_slides_with_use_and_absolute_lifetime_does_not_cooki
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inactivity_timeout_slides_with_use_and_absolute_lifetime_does_not_redis_store() {
     let redis = Redis::start().await;
-    let session = redis_session(redis.port, "inactivity_timeout = \"3s\"\nmax_lifetime = \"9s\"");
+    let session = redis_session(redis.port(), "inactivity_timeout = \"3s\"\nmax_lifetime = \"9s\"");
     inactivity_and_absolute_lifetime(session, Some(&redis)).await;
 }
 

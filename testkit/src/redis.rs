@@ -111,15 +111,15 @@ impl RedisServer {
         // Bounded by a deadline for start-up only; nothing is asserted about how fast it was.
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
+            // Listening is not enough: something else may hold the port for a moment. Ready means the server
+            // answers (plain: a PING reply; TLS: it is still running once the port takes connections), so the
+            // exit check comes after the probe.
+            let answers =
+                TcpStream::connect(("127.0.0.1", self.port)).is_ok() && (self.config.tls || answers_ping(self.port));
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(format!("redis-server exited at start ({status}): port taken, or an option this build lacks?"));
             }
-            // Listening is not enough: something else may hold the port for a moment. Ready means the server
-            // answers (plain: a PING reply; TLS: it is still running once the port takes connections).
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() && (self.config.tls || answers_ping(self.port)) {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return Err(format!("redis-server exited at start ({status}): port taken, or an option this build lacks?"));
-                }
+            if answers {
                 self.child = Some(child);
                 return Ok(());
             }

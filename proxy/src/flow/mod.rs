@@ -59,11 +59,9 @@ pub struct Forward {
 /// One identity header as the gateway adds it upstream.
 #[derive(Debug, Clone)]
 pub struct IdentityHeader {
-    /// The name, checked once when the headers were prepared.
-    pub name: HeaderName,
-    /// The name as the identity module spells it (`X-Auth-Subject`, `OIDC_CLAIM_email`): what mod_auth_openidc
-    /// sends, and, being ready-made bytes shared by every request of the session or token, it spares the gateway
-    /// re-spelling the name for each request.
+    /// The name as the identity module spells it (`X-Auth-Subject`, `OIDC_CLAIM_email`), checked to be a valid
+    /// header name when prepared: what mod_auth_openidc sends, and, being ready-made bytes shared by every request
+    /// of the session or token, it spares the gateway re-spelling the name for each request.
     pub spelling: bytes::Bytes,
     pub value: HeaderValue,
 }
@@ -181,7 +179,7 @@ fn header_values(pairs: Vec<(String, String)>) -> IdentityHeaders {
     let mut out = Vec::with_capacity(pairs.len());
     for (name, value) in pairs {
         match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
-            (Ok(n), Ok(v)) => out.push(IdentityHeader { name: n, spelling: bytes::Bytes::from(name), value: v }),
+            (Ok(_), Ok(v)) => out.push(IdentityHeader { spelling: bytes::Bytes::from(name), value: v }),
             _ => tracing::warn!(header = %name, "identity header dropped: not a valid header"),
         }
     }

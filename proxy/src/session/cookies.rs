@@ -232,15 +232,7 @@ impl CookieSettings {
     /// A `Cookie:` header value without this sidecar's cookies, or `None` when nothing is left (drop the
     /// header). Pairs that do not parse are passed through untouched: they are the app's business.
     pub fn strip_own_cookies(&self, header: &str) -> Option<String> {
-        let kept: Vec<&str> = header
-            .split(';')
-            .map(str::trim)
-            .filter(|pair| !pair.is_empty())
-            .filter(|pair| {
-                let name = pair.split_once('=').map_or(*pair, |(n, _)| n).trim();
-                !self.is_own_cookie(name)
-            })
-            .collect();
+        let kept: Vec<&str> = parts(header).filter(|part| !self.is_own_cookie(part_name(part))).collect();
         if kept.is_empty() {
             None
         } else {

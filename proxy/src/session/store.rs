@@ -777,7 +777,7 @@ mod tests {
         let port = server.port();
         let mut cfg = session_config(vec![]);
         cfg.store = crate::config::SessionStore::Redis;
-        cfg.redis_url = Some(Secret(format!("redis://127.0.0.1:{port}")));
+        cfg.redis_url = Some(Secret(server.url()));
         let st = SessionStore::new(&cfg, Arc::new(ring(&[1]))).unwrap();
         let now = unix_now();
         let d = SessionData::new("u", Map::new(), now, st.config());
@@ -822,8 +822,7 @@ mod tests {
     #[tokio::test]
     async fn redis_restart_while_connected_recovers_on_first_command() {
         let mut server = RedisServer::start();
-        let port = server.port();
-        let r = RedisStore::new(&format!("redis://127.0.0.1:{port}"), RedisOptions::default()).unwrap();
+        let r = RedisStore::new(&server.url(), RedisOptions::default()).unwrap();
         r.put("k", "v", 60).await.unwrap();
         server.stop();
         server.restart().unwrap_or_else(|e| panic!("{e}"));
