@@ -69,6 +69,34 @@ pub struct IdentityHeader {
 /// A principal's identity headers on one host, prepared once and shared by every request that reuses them.
 pub type IdentityHeaders = Arc<Vec<IdentityHeader>>;
 
+/// A session's identity headers, per host, made on its first request to that host and reused until the assertion
+/// is past half its life. One lives with each opened session (`browser::View`), which is made anew whenever the
+/// session changes (refresh, sliding), so a refreshed session never reuses old roles, and a session seen again
+/// finds its headers without a cache lookup of their own.
+#[derive(Default)]
+pub struct SessionHeaders(parking_lot::Mutex<Vec<(usize, IdentityHeaders, i64)>>);
+
+impl SessionHeaders {
+    /// The headers for `host` while fresh at `now`.
+    fn get(&self, host: usize, now: i64) -> Option<IdentityHeaders> {
+        self.0.lock().iter().find(|(h, _, fresh)| *h == host && *fresh > now).map(|(_, headers, _)| headers.clone())
+    }
+
+    fn put(&self, host: usize, headers: IdentityHeaders, fresh_until: i64) {
+        let mut slots = self.0.lock();
+        match slots.iter_mut().find(|(h, _, _)| *h == host) {
+            Some(slot) => *slot = (host, headers, fresh_until),
+            None => slots.push((host, headers, fresh_until)),
+        }
+    }
+}
+
+impl std::fmt::Debug for SessionHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHeaders").field("hosts", &self.0.lock().len()).finish()
+    }
+}
+
 /// What happens to the `Authorization` header on the way upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthorizationHeader {
@@ -105,10 +133,6 @@ pub struct App {
     /// What a verified Bearer token means on one host: its principal and ready-made upstream headers (with the
     /// signed assertion), so a token seen again costs no claim parsing, no signature and no header building.
     prepared: moka::sync::Cache<(usize, usize), Arc<Prepared>, foldhash::fast::RandomState>,
-    /// The same for a session: its upstream headers by (session cache key, host). The key changes whenever the
-    /// session's tokens do (refresh), so a refreshed session never reuses old roles.
-    session_headers:
-        moka::sync::Cache<([u8; 32], usize), (IdentityHeaders, i64), foldhash::fast::RandomState>,
     /// Set on SIGTERM: the health path answers 503 so the ALB stops sending new requests.
     pub draining: AtomicBool,
 }
@@ -126,14 +150,20 @@ struct Prepared {
 /// Log fields every outcome carries.
 #[derive(Debug, Default, Clone)]
 pub struct Trace {
-    pub host: Option<String>,
-    /// Index of the host in the config, once known (security headers for local answers too).
+    /// Index of the host in the config, once known (its name for the log; security headers for local answers too).
     pub host_idx: Option<usize>,
     /// How the caller authenticated (`bearer`, `session`), even when the answer is a refusal.
     pub auth: Option<&'static str>,
-    /// The caller's subject (oid/sub), never a token.
-    pub subject: Option<String>,
+    /// The caller, once authenticated (shared, not copied: the log reads only its subject).
+    pub caller: Option<Arc<Principal>>,
     pub route_line: Option<usize>,
+}
+
+impl Trace {
+    /// The caller's subject (oid/sub) for the log, never a token.
+    pub fn subject(&self) -> Option<&str> {
+        self.caller.as_deref().map(|p| p.subject.as_str())
+    }
 }
 
 fn now() -> i64 {
@@ -217,11 +247,7 @@ impl App {
             .max_capacity(10_000)
             .time_to_live(config.identity.assertion_ttl.max(std::time::Duration::from_secs(1)))
             .build_with_hasher(foldhash::fast::RandomState::default());
-        let session_headers = moka::sync::Cache::builder()
-            .max_capacity(10_000)
-            .time_to_live(config.identity.assertion_ttl.max(std::time::Duration::from_secs(1)))
-            .build_with_hasher(foldhash::fast::RandomState::default());
-        Ok(App { config, router, keys, verifier, signer, browser, assets, prepared, session_headers, draining: AtomicBool::new(false) })
+        Ok(App { config, router, keys, verifier, signer, browser, assets, prepared, draining: AtomicBool::new(false) })
     }
 
     pub fn start_draining(&self) {
@@ -245,7 +271,6 @@ impl App {
             return Outcome::Respond(LocalResponse::not_found(format!("no host is configured for {}", external.host)));
         };
         let host = self.router.host(host_idx);
-        trace.host = Some(host.name.clone());
         trace.host_idx = Some(host_idx);
         let path = match policy::path::normalize(req.path) {
             Ok(p) => p,
@@ -277,6 +302,7 @@ impl App {
         let public = matches!(route.access, Access::Public);
         let mut principal: Option<Arc<Principal>> = None;
         let mut cache_key: Option<[u8; 32]> = None;
+        let mut session_headers: Option<Arc<SessionHeaders>> = None;
         let mut set_cookies: Vec<String> = Vec::new();
         let mut session_token: Option<String> = None;
         let mut prepared: Option<Arc<Prepared>> = None;
@@ -337,6 +363,7 @@ impl App {
                                 ));
                             }
                             cache_key = session.cache_key;
+                            session_headers = session.headers;
                             session_token = session.access_token;
                             principal = Some(p);
                         }
@@ -348,12 +375,12 @@ impl App {
         }
 
         // 3. Authorize.
-        let who = prepared.as_ref().map(|p| &*p.principal).or(principal.as_deref());
+        let who = prepared.as_ref().map(|p| &p.principal).or(principal.as_ref());
         if let Some(p) = who {
             trace.auth = Some(p.method.as_str());
-            trace.subject = Some(p.subject.clone());
+            trace.caller = Some(p.clone());
         }
-        match policy::evaluate(&route.access, who) {
+        match policy::evaluate(&route.access, who.map(|p| &**p)) {
             Decision::Allow => {}
             Decision::Unauthenticated => {
                 let answer = self.browser.challenge(&req, host, &external, &path_and_query);
@@ -381,7 +408,8 @@ impl App {
         let Some(p) = principal else {
             return self.forward(host_idx, host, path_and_query, external, None, set_cookies, session_token, cookie);
         };
-        let headers = match self.identity_headers(host_idx, host, &p, cache_key, session_token.as_deref()) {
+        let made = self.identity_headers(host_idx, host, &p, cache_key, session_headers.as_deref(), session_token.as_deref());
+        let headers = match made {
             Ok(h) => h,
             Err(answer) => return Outcome::Respond(answer),
         };
@@ -403,22 +431,17 @@ impl App {
     }
 
     /// The upstream identity headers for `p` on this host, with the signed assertion. A session's are remembered
-    /// by (session cache key, host); a Bearer token's by the caller (see `prepared`).
+    /// in its `remembered` slots; a Bearer token's by the caller (see `prepared`).
     fn identity_headers(
         &self,
         host_idx: usize,
         host: &HostConfig,
         p: &Principal,
         cache_key: Option<[u8; 32]>,
+        remembered: Option<&SessionHeaders>,
         session_token: Option<&str>,
     ) -> Result<IdentityHeaders, LocalResponse> {
-        let session_key = match cache_key {
-            Some(k) if p.method == AuthMethod::Session => Some((k, host_idx)),
-            _ => None,
-        };
-        if let Some((headers, _)) =
-            session_key.as_ref().and_then(|k| self.session_headers.get(k)).filter(|(_, fresh)| *fresh > now())
-        {
+        if let Some(headers) = remembered.and_then(|r| r.get(host_idx, now())) {
             return Ok(headers);
         }
         let mut key = cache_key.unwrap_or_else(|| Sha256::digest(p.subject.as_bytes()).into());
@@ -450,8 +473,8 @@ impl App {
             host.claim_headers,
             if host.forward_access_token { session_token } else { None },
         ));
-        if let Some(k) = session_key {
-            self.session_headers.insert(k, (headers.clone(), self.fresh_until(p.expires_at)));
+        if let Some(r) = remembered {
+            r.put(host_idx, headers.clone(), self.fresh_until(p.expires_at));
         }
         Ok(headers)
     }
@@ -522,6 +545,86 @@ mod tests {
             bearer(&headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")])),
             Credential::Invalid(_)
         ));
+    }
+
+    /// A session's identity headers are made once per host and reused while the session stays the same; a session
+    /// that changed (a refresh brings new roles) gets new ones, and each host its own (the assertion's audience).
+    #[tokio::test]
+    async fn session_identity_headers_are_reused_per_host_until_the_session_changes() {
+        use crate::session::{unix_now, CookieMap, KeyRing, SessionData, SessionStore};
+        let toml = r#"
+[provider]
+issuer = "https://login.example.com/tenant/v2.0"
+client_id = "client-1"
+client_secret = "secret-1"
+audiences = ["api://x"]
+[session]
+keys = ["AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="]
+[[hosts]]
+name = "app.example.com"
+upstream = "http://127.0.0.1:9000"
+login = "deny"
+[[hosts.routes]]
+path = "/"
+access = "authenticated"
+[[hosts]]
+name = "api.example.com"
+upstream = "http://127.0.0.1:9001"
+login = "deny"
+[[hosts.routes]]
+path = "/"
+access = "authenticated"
+"#;
+        let cfg = Arc::new(crate::config::load_str(toml, std::path::Path::new("t.toml")).expect("config"));
+        let keys = KeyStore::new(&cfg.provider).expect("key store");
+        let signer = AssertionSigner::generate("oidc-sidecar".into(), std::time::Duration::from_secs(300)).expect("signer");
+        let ring = Arc::new(KeyRing::from_config(&cfg.session).expect("keys"));
+        let store = SessionStore::new(&cfg.session, ring).expect("store");
+        let app = App::new(cfg.clone(), keys, signer).expect("app");
+
+        let cookie_for = |roles: &[&str], access_expires_at: u64| {
+            let claims = serde_json::json!({ "sub": "u1", "oid": "o1", "roles": roles });
+            let mut d = SessionData::new("o1", claims.as_object().cloned().expect("object"), unix_now(), &cfg.session);
+            d.sid = "s".repeat(43);
+            d.access_expires_at = Some(access_expires_at);
+            d
+        };
+        let mut cookies = Vec::new();
+        for d in [cookie_for(&["reader"], unix_now() + 3600), cookie_for(&["admin"], unix_now() + 3601)] {
+            let set = store.save(&d, &CookieMap::default(), false).await.expect("sealed");
+            cookies.push(set.iter().map(|c| c.pair().to_owned()).collect::<Vec<_>>().join("; "));
+        }
+        let forward = |host: &'static str, cookie: String| {
+            let app = &app;
+            async move {
+                let h = headers(&[("host", host), ("cookie", &cookie)]);
+                let peer = Some(IpAddr::from([127, 0, 0, 1]));
+                let req = Request { method: &Method::GET, path: "/", query: None, headers: &h, body: None, peer };
+                match app.handle(req, &mut Trace::default()).await {
+                    Outcome::Forward(f) => f.identity,
+                    Outcome::Respond(r) => panic!("{} {}", r.status, String::from_utf8_lossy(&r.body)),
+                }
+            }
+        };
+        let value = |headers: &IdentityHeaders, name: &str| {
+            let h = headers.iter().find(|h| h.spelling.as_ref() == name.as_bytes());
+            h.map(|h| h.value.to_str().expect("ascii").to_owned())
+        };
+
+        let first = forward("app.example.com", cookies[0].clone()).await;
+        assert_eq!(value(&first, "X-Auth-Roles").as_deref(), Some("reader"));
+        let again = forward("app.example.com", cookies[0].clone()).await;
+        assert!(Arc::ptr_eq(&first, &again), "the same session on the same host reuses its headers");
+
+        let other_host = forward("api.example.com", cookies[0].clone()).await;
+        assert!(!Arc::ptr_eq(&first, &other_host));
+        assert_ne!(value(&first, "X-Auth-Assertion"), value(&other_host, "X-Auth-Assertion"), "one assertion per host");
+        let back = forward("app.example.com", cookies[0].clone()).await;
+        assert!(Arc::ptr_eq(&first, &back), "a second host does not displace the first");
+
+        let refreshed = forward("app.example.com", cookies[1].clone()).await;
+        assert_eq!(value(&refreshed, "X-Auth-Roles").as_deref(), Some("admin"), "a changed session never reuses old roles");
+        assert_eq!(value(&refreshed, "X-Auth-Subject"), value(&first, "X-Auth-Subject"));
     }
 
     #[test]

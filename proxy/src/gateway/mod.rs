@@ -326,7 +326,7 @@ impl ProxyHttp for Gateway {
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(ctx.status);
         let latency = ctx.start.elapsed();
         let upstream = ctx.upstream_elapsed.or_else(|| ctx.upstream_start.map(|s| s.elapsed()));
-        let host = ctx.trace.host.as_deref().unwrap_or("-");
+        let host = ctx.trace.host_idx.and_then(|i| self.app.config.hosts.get(i)).map_or("-", |h| h.name.as_str());
         crate::telemetry::access::log(&AccessRecord {
             host,
             method: req.method.as_str(),
@@ -335,7 +335,7 @@ impl ProxyHttp for Gateway {
             latency,
             upstream,
             auth: ctx.trace.auth.unwrap_or(ctx.auth),
-            subject: ctx.trace.subject.as_deref(),
+            subject: ctx.trace.subject(),
             decision: ctx.decision,
             reason: ctx.reason.as_str(),
             route_line: ctx.trace.route_line,

@@ -66,7 +66,20 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotOriginForm);
     }
+    // Nearly every path a client sends is canonical already: then it is its own canonical form, and the decoding,
+    // segment splitting and re-encoding below (four allocations) would only rebuild the same bytes.
+    if is_canonical(bytes) {
+        return Ok(raw.to_owned());
+    }
+    normalize_in_full(raw)
+}
 
+/// [`normalize`] without its shortcut for paths that are canonical already.
+fn normalize_in_full(raw: &str) -> Result<String, PathError> {
+    let bytes = raw.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotOriginForm);
+    }
     let decoded = decode(bytes)?;
     let decoded = String::from_utf8(decoded).map_err(|_| PathError::InvalidUtf8)?;
     // C1 controls arrive as UTF-8 (`%C2%85`), so they are only visible after decoding.
@@ -101,6 +114,25 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
         out.push('/');
     }
     Ok(out)
+}
+
+/// True when `path` (starting with `/`) is already in the canonical form: only raw path bytes between slashes (no
+/// escape to decode or re-encode), no empty segment but a trailing one (no `//` to collapse) and no `.` or `..`
+/// segment to resolve. For such a path every step of [`normalize`] is the identity; a property test checks that
+/// the full procedure agrees.
+fn is_canonical(path: &[u8]) -> bool {
+    let mut segments = path[1..].split(|&b| b == b'/').peekable();
+    while let Some(segment) = segments.next() {
+        let canonical = match segment {
+            [] => segments.peek().is_none(),
+            b"." | b".." => false,
+            s => s.iter().all(|&b| is_raw_path_byte(b)),
+        };
+        if !canonical {
+            return false;
+        }
+    }
+    true
 }
 
 /// Percent-decodes the whole path, refusing the bytes and escapes listed in the module docs.
@@ -178,6 +210,16 @@ mod tests {
         match normalize(raw) {
             Ok(p) => p,
             Err(e) => panic!("{raw:?} was refused: {e}"),
+        }
+    }
+
+    #[test]
+    fn canonical_paths_are_recognised() {
+        for p in ["/", "/api", "/api/", "/api/users/42", "/a-b_c.d~e", "/x:y@z", "/.well-known/x", "/a..b/"] {
+            assert!(is_canonical(p.as_bytes()), "{p}");
+        }
+        for p in ["//", "//a", "/a//b", "/.", "/./a", "/a/..", "/a/../", "/a%20b", "/caf\u{e9}", "/a;b", "/a\\b", "/a b"] {
+            assert!(!is_canonical(p.as_bytes()), "{p}");
         }
     }
 
@@ -341,7 +383,23 @@ mod tests {
                 prop_assert!(!p.contains('\\') && !p.contains(';'), "{p}");
                 prop_assert!(p.is_ascii(), "{p}");
                 prop_assert_eq!(normalize(&p), Ok(p.clone()));
+                prop_assert_eq!(normalize_in_full(&p), Ok(p.clone()));
             }
+        }
+
+        /// The shortcut for canonical paths is exact: whenever it applies, the full procedure returns the path
+        /// unchanged. (Not the converse: `/a%20b` is canonical but escaped, so it takes the full way.)
+        #[test]
+        fn the_canonical_shortcut_agrees_with_the_full_procedure(
+            raw in prop_oneof![path_strategy(), "/[a-z./%;~-]{0,12}", "(/[a-zA-Z0-9._~-]{0,3}){0,5}/?"]
+        ) {
+            let full = normalize_in_full(&raw);
+            if raw.starts_with('/') {
+                if is_canonical(raw.as_bytes()) {
+                    prop_assert_eq!(full.as_deref(), Ok(raw.as_str()));
+                }
+            }
+            prop_assert_eq!(normalize(&raw), full);
         }
 
         /// Whatever the spelling, a path lands under `/admin` after normalization exactly when its decoded,

@@ -10,6 +10,8 @@
 //! `name.0`.
 //! [`stale`] lists them from the request's cookies.
 
+use std::borrow::Cow;
+
 use super::cookies::CookieMap;
 
 /// Most chunks we write or read. 16 × ~3.9 KB is far beyond the ALB's 16 KB header limit: a session that
@@ -35,9 +37,9 @@ pub fn chunk(name: &str, value: &str, max_pair: usize) -> Vec<(String, String)> 
 
 /// Joins a value written by [`chunk`]: plain `name` if present, else `name.0`, `name.1`, ... up to the first
 /// missing index. `None` when neither form is present or the chunks are more than [`MAX_CHUNKS`].
-pub fn join(name: &str, cookies: &CookieMap) -> Option<String> {
+pub fn join<'c>(name: &str, cookies: &'c CookieMap<'_>) -> Option<Cow<'c, str>> {
     if let Some(v) = cookies.get(name) {
-        return Some(v.to_owned());
+        return Some(Cow::Borrowed(v));
     }
     let mut out = String::new();
     let mut n = 0;
@@ -48,12 +50,12 @@ pub fn join(name: &str, cookies: &CookieMap) -> Option<String> {
         out.push_str(part);
         n += 1;
     }
-    (n > 0).then_some(out)
+    (n > 0).then_some(Cow::Owned(out))
 }
 
 /// Names of cookies in the request that belong to `name` (plain or chunked) but are not in `kept`: these must
 /// be expired when the new value is written.
-pub fn stale(name: &str, cookies: &CookieMap, kept: &[String]) -> Vec<String> {
+pub fn stale(name: &str, cookies: &CookieMap<'_>, kept: &[String]) -> Vec<String> {
     let mut out: Vec<String> = cookies
         .names()
         .filter(|n| is_part_of(name, n) && !kept.iter().any(|k| k == n))
@@ -83,7 +85,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn jar(pairs: &[(String, String)]) -> CookieMap {
+    fn jar(pairs: &[(String, String)]) -> CookieMap<'static> {
         let mut m = CookieMap::default();
         for (n, v) in pairs {
             m.insert(n.clone(), v.clone());
@@ -149,7 +151,8 @@ mod tests {
                 prop_assert!(c.iter().all(|(n, v)| n.len() + 1 + v.len() <= max));
             }
             if c.len() <= MAX_CHUNKS {
-                prop_assert_eq!(join("__Host-oidc_session", &jar(&c)).unwrap(), v);
+                let jar = jar(&c);
+                prop_assert_eq!(join("__Host-oidc_session", &jar).unwrap(), v);
             }
         }
     }

@@ -15,6 +15,7 @@
 //! A configured `cookie_domain` is written only on names without the `__Host-` prefix (browsers drop a
 //! `__Host-` cookie that carries `Domain`; the config refuses that combination, this is the second line).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use cookie::time::Duration as CookieDuration;
@@ -67,14 +68,17 @@ impl std::fmt::Debug for SetCookie {
 
 /// The cookies of one request, by name. When a name appears twice (a host-only and a `Domain` cookie, or a
 /// path-specific one) the first wins: browsers send the most specific cookie first.
+///
+/// Names and values borrow the request's `Cookie` header: a session request reads a cookie of a kilobyte or more,
+/// and copying every pair into its own `String` was most of what reading it cost.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct CookieMap {
-    map: HashMap<String, String>,
+pub struct CookieMap<'a> {
+    map: HashMap<Cow<'a, str>, Cow<'a, str>, foldhash::fast::RandomState>,
 }
 
-impl std::fmt::Debug for CookieMap {
+impl std::fmt::Debug for CookieMap<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut names: Vec<&String> = self.map.keys().collect();
+        let mut names: Vec<&str> = self.map.keys().map(|n| n.as_ref()).collect();
         names.sort();
         f.debug_struct("CookieMap").field("names", &names).finish()
     }
@@ -116,10 +120,10 @@ pub fn pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
     })
 }
 
-impl CookieMap {
+impl<'a> CookieMap<'a> {
     /// Parses every `Cookie:` header of a request. Pairs that do not parse are skipped, never an error: a
     /// client's junk cookie must not break its session.
-    pub fn from_headers(headers: &HeaderMap) -> CookieMap {
+    pub fn from_headers(headers: &'a HeaderMap) -> CookieMap<'a> {
         let mut out = CookieMap::default();
         for value in headers.get_all(COOKIE) {
             if let Ok(s) = value.to_str() {
@@ -130,27 +134,25 @@ impl CookieMap {
     }
 
     /// Parses one `Cookie:` header value.
-    pub fn parse(header: &str) -> CookieMap {
+    pub fn parse(header: &'a str) -> CookieMap<'a> {
         let mut out = CookieMap::default();
         out.add_header(header);
         out
     }
 
-    fn add_header(&mut self, header: &str) {
+    fn add_header(&mut self, header: &'a str) {
         for (name, value) in pairs(header) {
-            if !self.map.contains_key(name) {
-                self.map.insert(name.to_owned(), value.to_owned());
-            }
+            self.map.entry(Cow::Borrowed(name)).or_insert(Cow::Borrowed(value));
         }
     }
 
     /// Inserts a cookie (tests, and callers that got cookies from elsewhere). An existing value is kept.
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.map.entry(name.into()).or_insert_with(|| value.into());
+        self.map.entry(Cow::Owned(name.into())).or_insert_with(|| Cow::Owned(value.into()));
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.map.get(name).map(String::as_str)
+        self.map.get(name).map(|v| v.as_ref())
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -159,15 +161,12 @@ impl CookieMap {
 
     /// All names (unordered).
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.map.keys().map(String::as_str)
+        self.map.keys().map(|n| n.as_ref())
     }
 
     /// Name/value pairs whose name starts with `prefix`.
-    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        self.map
-            .iter()
-            .filter(move |(n, _)| n.starts_with(prefix))
-            .map(|(n, v)| (n.as_str(), v.as_str()))
+    pub fn with_prefix<'s>(&'s self, prefix: &'s str) -> impl Iterator<Item = (&'s str, &'s str)> + 's {
+        self.map.iter().filter(move |(n, _)| n.starts_with(prefix)).map(|(n, v)| (n.as_ref(), v.as_ref()))
     }
 
     pub fn len(&self) -> usize {

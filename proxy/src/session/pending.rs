@@ -74,7 +74,7 @@ impl PendingLogin {
 
     /// The cookie that carries this login, plus removals of the oldest pending logins so that at most
     /// [`MAX_PENDING`] remain (unreadable ones are removed first).
-    pub fn seal(&self, ring: &KeyRing, jar: &CookieSettings, existing: &CookieMap, now: u64) -> Vec<SetCookie> {
+    pub fn seal(&self, ring: &KeyRing, jar: &CookieSettings, existing: &CookieMap<'_>, now: u64) -> Vec<SetCookie> {
         let Some(name) = cookie_name(jar, &self.state) else {
             return Vec::new();
         };
@@ -112,7 +112,7 @@ impl PendingLogin {
 pub fn open_pending(
     ring: &KeyRing,
     jar: &CookieSettings,
-    cookies: &CookieMap,
+    cookies: &CookieMap<'_>,
     state: &str,
     now: u64,
 ) -> Option<PendingLogin> {
@@ -129,7 +129,7 @@ pub fn clear_pending(jar: &CookieSettings, state: &str) -> Option<SetCookie> {
 }
 
 /// Removals of every pending-login cookie the request carries (logout).
-pub fn clear_all_pending(jar: &CookieSettings, cookies: &CookieMap) -> Vec<SetCookie> {
+pub fn clear_all_pending(jar: &CookieSettings, cookies: &CookieMap<'_>) -> Vec<SetCookie> {
     let mut names: Vec<&str> = cookies.with_prefix(jar.login_prefix()).map(|(n, _)| n).collect();
     names.sort();
     names.into_iter().map(|n| jar.expire(n)).collect()
@@ -164,7 +164,7 @@ mod tests {
         CookieSettings::new(&session_config(vec![]), secure)
     }
 
-    fn browser(before: &CookieMap, set: &[SetCookie]) -> CookieMap {
+    fn browser(before: &CookieMap<'_>, set: &[SetCookie]) -> CookieMap<'static> {
         let mut out = CookieMap::default();
         for s in set.iter().filter(|s| !s.is_removal()) {
             let (n, v) = s.pair().split_once('=').unwrap();

@@ -12,6 +12,7 @@
 //! expired, unknown to Redis) reads as "no session" (`Ok(None)`); the caller clears it with
 //! [`SessionStore::clear_cookies`] and continues as anonymous. Only an unreachable Redis is an error.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -179,7 +180,7 @@ impl SessionStore {
     }
 
     /// True when the request carries a session cookie (plain or chunked), valid or not.
-    pub fn has_session_cookie(&self, cookies: &CookieMap, secure: bool) -> bool {
+    pub fn has_session_cookie(&self, cookies: &CookieMap<'_>, secure: bool) -> bool {
         let name = self.settings(secure).session_name();
         cookies.names().any(|n| chunk::is_part_of(name, n))
     }
@@ -190,7 +191,7 @@ impl SessionStore {
     pub async fn save(
         &self,
         data: &SessionData,
-        existing: &CookieMap,
+        existing: &CookieMap<'_>,
         secure: bool,
     ) -> Result<Vec<SetCookie>, StoreError> {
         self.save_at(data, existing, secure, unix_now()).await
@@ -199,7 +200,7 @@ impl SessionStore {
     pub async fn save_at(
         &self,
         data: &SessionData,
-        existing: &CookieMap,
+        existing: &CookieMap<'_>,
         secure: bool,
         now: u64,
     ) -> Result<Vec<SetCookie>, StoreError> {
@@ -251,13 +252,13 @@ impl SessionStore {
 
     /// The request's session, if it has a valid, unexpired one. Any bad cookie is `Ok(None)`;
     /// `Err(Unavailable)` only when Redis cannot be asked.
-    pub async fn load(&self, cookies: &CookieMap, secure: bool) -> Result<Option<Arc<SessionData>>, StoreError> {
+    pub async fn load(&self, cookies: &CookieMap<'_>, secure: bool) -> Result<Option<Arc<SessionData>>, StoreError> {
         self.load_at(cookies, secure, unix_now()).await
     }
 
     pub async fn load_at(
         &self,
-        cookies: &CookieMap,
+        cookies: &CookieMap<'_>,
         secure: bool,
         now: u64,
     ) -> Result<Option<Arc<SessionData>>, StoreError> {
@@ -335,11 +336,11 @@ impl SessionStore {
     pub async fn delete(
         &self,
         data: Option<&SessionData>,
-        cookies: &CookieMap,
+        cookies: &CookieMap<'_>,
         secure: bool,
     ) -> Result<Vec<SetCookie>, StoreError> {
         if let Backend::Redis(r) = &self.backend {
-            let from_cookie = chunk::join(self.settings(secure).session_name(), cookies);
+            let from_cookie = chunk::join(self.settings(secure).session_name(), cookies).map(Cow::into_owned);
             let sid = data.map(|d| d.sid.clone()).or(from_cookie);
             if let Some(sid) = sid.filter(|s| super::is_random_id(s)) {
                 r.del(&r.session_key(&sid)).await?;
@@ -369,7 +370,7 @@ impl SessionStore {
     }
 
     /// Removals for every session cookie (plain and chunks) the request carries; empty when it carries none.
-    pub fn clear_cookies(&self, cookies: &CookieMap, secure: bool) -> Vec<SetCookie> {
+    pub fn clear_cookies(&self, cookies: &CookieMap<'_>, secure: bool) -> Vec<SetCookie> {
         let jar = self.settings(secure);
         chunk::stale(jar.session_name(), cookies, &[])
             .iter()
@@ -418,7 +419,7 @@ mod tests {
     }
 
     /// What the browser would send back after receiving `set` on top of `before`.
-    fn browser(before: &CookieMap, set: &[SetCookie]) -> CookieMap {
+    fn browser(before: &CookieMap<'_>, set: &[SetCookie]) -> CookieMap<'static> {
         let mut out = CookieMap::default();
         for s in set {
             if !s.is_removal() {
@@ -652,7 +653,7 @@ mod tests {
 
     /// Polls `load` for up to 2 s until `want` holds: Redis invalidates other clients' cached copies right after
     /// the write, but the message travels on their own connection.
-    async fn eventually(st: &SessionStore, jar: &CookieMap, now: u64, want: impl Fn(Option<&SessionData>) -> bool) {
+    async fn eventually(st: &SessionStore, jar: &CookieMap<'_>, now: u64, want: impl Fn(Option<&SessionData>) -> bool) {
         for _ in 0..200 {
             if want(st.load_at(jar, true, now).await.unwrap().as_deref()) {
                 return;
@@ -723,7 +724,8 @@ mod tests {
     async fn redis_unknown_forged_or_moved_ids_are_none() {
         let st = redis_store(&[1]);
         let r = st.redis().unwrap().clone();
-        let unknown = CookieMap::parse(&format!("__Host-oidc_session={}", crate::session::random_id()));
+        let header = format!("__Host-oidc_session={}", crate::session::random_id());
+        let unknown = CookieMap::parse(&header);
         assert_eq!(st.load(&unknown, true).await.unwrap(), None);
         let junk = CookieMap::parse("__Host-oidc_session=../../etc");
         assert_eq!(st.load(&junk, true).await.unwrap(), None);
@@ -734,7 +736,8 @@ mod tests {
         let sealed = r.get(&r.session_key(&d.sid)).await.unwrap().unwrap();
         let other_id = crate::session::random_id();
         r.put(&r.session_key(&other_id), &sealed, 60).await.unwrap();
-        let moved = CookieMap::parse(&format!("__Host-oidc_session={other_id}"));
+        let header = format!("__Host-oidc_session={other_id}");
+        let moved = CookieMap::parse(&header);
         assert_eq!(st.load(&moved, true).await.unwrap(), None);
         st.delete(None, &moved, true).await.unwrap();
         st.delete(Some(&d), &CookieMap::default(), true).await.unwrap();
@@ -760,7 +763,8 @@ mod tests {
         cfg.store = crate::config::SessionStore::Redis;
         cfg.redis_url = Some(Secret("redis://127.0.0.1:1".into()));
         let st = SessionStore::new(&cfg, Arc::new(ring(&[1]))).unwrap();
-        let jar = CookieMap::parse(&format!("__Host-oidc_session={}", crate::session::random_id()));
+        let header = format!("__Host-oidc_session={}", crate::session::random_id());
+        let jar = CookieMap::parse(&header);
         assert!(matches!(st.load(&jar, true).await, Err(StoreError::Unavailable(_))));
         // No session cookie: Redis is not asked, no error (anonymous requests keep working).
         assert_eq!(st.load(&CookieMap::default(), true).await.unwrap(), None);

@@ -25,7 +25,7 @@ use http::{HeaderMap, Method};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::{External, LocalResponse, Outcome, Request};
+use super::{External, LocalResponse, Outcome, Request, SessionHeaders};
 use crate::config::{ClientAuth, Config, HostConfig, LoginMode, SessionConfig};
 use crate::identity::{AuthMethod, Principal};
 use crate::oidc::codeflow::{CodeFlow, Endpoints};
@@ -42,10 +42,12 @@ pub struct SessionAuth {
     pub principal: Option<Arc<Principal>>,
     /// `Set-Cookie` values for the response: a slid or refreshed session, or removals of a bad cookie.
     pub set_cookies: Vec<String>,
-    /// The session's access token (for `forward_access_token`).
+    /// The session's access token, on a host with `forward_access_token` (elsewhere `None`).
     pub access_token: Option<String>,
     /// Key of the assertion cache: changes whenever the session's tokens change.
     pub cache_key: Option<[u8; 32]>,
+    /// The session's identity headers per host, kept with its view.
+    pub headers: Option<Arc<SessionHeaders>>,
 }
 
 /// A session as [`Browser::load_session`] found it, after refresh and sliding.
@@ -60,12 +62,14 @@ struct View {
     data: Arc<SessionData>,
     principal: Arc<Principal>,
     cache_key: [u8; 32],
+    headers: Arc<SessionHeaders>,
 }
 
 /// Estimated bytes of opened sessions and principals `Browser::views` may keep alive.
 const VIEWS_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
-/// A rough size of what a cached view holds: the session (claims, tokens) and its principal (claims again, lists).
+/// A rough size of what a cached view holds: the session (claims, tokens), its principal (claims again, lists) and
+/// the identity headers made from them (the assertion, the lists once more; made later, so estimated here).
 fn view_weight(v: &View) -> u32 {
     let p = &v.principal;
     let items = p.groups.len() + p.roles.len() + p.scopes.len() + 2 * p.claims.len();
@@ -73,7 +77,7 @@ fn view_weight(v: &View) -> u32 {
         .iter()
         .map(|t| t.as_ref().map_or(0, String::len))
         .sum::<usize>();
-    u32::try_from(1024 + 2 * 64 * items + tokens).unwrap_or(u32::MAX)
+    u32::try_from(2048 + 2 * 64 * items + tokens).unwrap_or(u32::MAX)
 }
 
 /// The longest ID token kept in a cookie-store session for logout's `id_token_hint`: a larger one (Entra, many
@@ -279,8 +283,10 @@ impl Browser {
         let auth = SessionAuth {
             principal: Some(view.principal.clone()),
             set_cookies,
-            access_token: data.access_token_valid(now).map(str::to_owned),
+            // Copied only for a host that forwards it: elsewhere nothing reads it.
+            access_token: data.access_token_valid(now).filter(|_| host.forward_access_token).map(str::to_owned),
             cache_key: Some(view.cache_key),
+            headers: Some(view.headers.clone()),
         };
         Ok(Loaded { auth, data: Some(data) })
     }
@@ -295,13 +301,14 @@ impl Browser {
             data: data.clone(),
             principal: Arc::new(session_principal(data, now, &self.cfg)),
             cache_key: cache_key(data),
+            headers: Arc::default(),
         });
         self.views.insert(key, v.clone());
         v
     }
 
     /// Ends a session that can no longer be used: its Redis entry deleted (best effort) and its cookies cleared.
-    async fn end(&self, data: &SessionData, cookies: &CookieMap, secure: bool) -> Loaded {
+    async fn end(&self, data: &SessionData, cookies: &CookieMap<'_>, secure: bool) -> Loaded {
         let sets = match self.store.delete(Some(data), cookies, secure).await {
             Ok(sets) => sets,
             Err(e) => {

@@ -370,7 +370,7 @@ fn cached_views_are_weighed_by_what_they_keep_alive() {
         let claims = claims.as_object().cloned().unwrap();
         let data = Arc::new(SessionData::new("o", claims.clone(), 1_800_000_000, &cfg));
         let principal = Arc::new(Principal::from_claims(&claims, 1_800_003_600, AuthMethod::Session));
-        View { data, principal, cache_key: [0; 32] }
+        View { data, principal, cache_key: [0; 32], headers: Arc::default() }
     };
     let small = view_weight(&view(0));
     let large = view_weight(&view(200));
