@@ -225,8 +225,7 @@ async fn refusals_name_their_reason() {
             .logs()
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v["target"] == "access" && v["path"] == "/admin/users" && v["status"] == 200)
-            .last();
+            .rfind(|v| v["target"] == "access" && v["path"] == "/admin/users" && v["status"] == 200);
         if line.is_some() {
             break;
         }

@@ -138,12 +138,14 @@ fn main() -> ExitCode {
 
     let timeouts = std::env::var("BARE_PINGORA_PLUMBING_TIMEOUTS").map_or(true, |v| v != "0");
 
-    let mut conf = ServerConf::default();
-    conf.threads = threads;
-    // BARE_PINGORA_WORK_STEALING=0: Pingora's no-steal runtime (one current-thread Tokio runtime per thread).
-    conf.work_stealing = std::env::var("BARE_PINGORA_WORK_STEALING").map_or(true, |v| v != "0");
-    conf.grace_period_seconds = Some(0);
-    conf.graceful_shutdown_timeout_seconds = Some(1);
+    let conf = ServerConf {
+        threads,
+        // BARE_PINGORA_WORK_STEALING=0: Pingora's no-steal runtime (one current-thread Tokio runtime per thread).
+        work_stealing: std::env::var("BARE_PINGORA_WORK_STEALING").map_or(true, |v| v != "0"),
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
     // Keep-alive pooling towards the upstream stays on (default pool size 128).
 
     let runtime = if conf.work_stealing { "work-stealing" } else { "no-steal" };

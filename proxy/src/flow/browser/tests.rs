@@ -374,7 +374,7 @@ fn cached_views_are_weighed_by_what_they_keep_alive() {
     };
     let small = view_weight(&view(0));
     let large = view_weight(&view(200));
-    assert!(small >= 1024 && small < 4096, "{small}");
+    assert!((1024..4096).contains(&small), "{small}");
     // 200 groups keep ~25 KB alive (the list twice: in the claims and in the principal): the weight says so.
     assert!(large > 25_000, "{large}");
     let fit = VIEWS_CACHE_BYTES / u64::from(large);
