@@ -16,7 +16,7 @@ pub struct External {
     /// The client's address (after trusted hops are removed), if known.
     pub client_ip: Option<IpAddr>,
     /// `https` or `http`.
-    pub scheme: String,
+    pub scheme: &'static str,
     /// Host as the client addressed it, lower-cased, with a port only when non-default.
     pub host: String,
     /// The `X-Forwarded-For` value to send upstream: the believed chain plus the TCP peer.
@@ -85,21 +85,26 @@ pub fn external(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) ->
 
     let (scheme, forwarded_host, forwarded_port) = if peer_trusted {
         (
-            header(headers, "x-forwarded-proto")
-                .map(|p| p.split(',').next().unwrap_or(p).trim().to_ascii_lowercase())
-                .filter(|p| p == "https" || p == "http"),
+            header(headers, "x-forwarded-proto").and_then(|p| {
+                let first = p.split(',').next().unwrap_or(p).trim();
+                if first.eq_ignore_ascii_case("https") {
+                    Some("https")
+                } else if first.eq_ignore_ascii_case("http") {
+                    Some("http")
+                } else {
+                    None
+                }
+            }),
             header(headers, "x-forwarded-host").map(|h| h.split(',').next().unwrap_or(h).trim().to_string()),
             header(headers, "x-forwarded-port").and_then(|p| p.parse::<u16>().ok()),
         )
     } else {
         (None, None, None)
     };
-    let scheme = scheme.unwrap_or_else(|| "http".to_string());
-    let raw_host = forwarded_host
-        .or_else(|| header(headers, "host").map(str::to_string))
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let host = with_port(raw_host, &scheme, forwarded_port);
+    let scheme = scheme.unwrap_or("http");
+    let mut raw_host = forwarded_host.or_else(|| header(headers, "host").map(str::to_string)).unwrap_or_default();
+    raw_host.make_ascii_lowercase();
+    let host = with_port(raw_host, scheme, forwarded_port);
     External { client_ip, scheme, host, forwarded_for }
 }
 
@@ -217,6 +222,18 @@ mod tests {
         assert_eq!(e.origin(), "https://app.example.com");
         assert_eq!(e.client_ip, Some("198.51.100.7".parse().unwrap()));
         assert_eq!(e.forwarded_for, "6.6.6.6, 198.51.100.7, 10.0.1.20");
+    }
+
+    #[test]
+    fn the_forwarded_scheme_is_read_case_insensitively_and_only_http_or_https() {
+        let peer = Some("10.0.1.20".parse().unwrap());
+        let scheme = |proto: &str| external(peer, &h(&[("host", "x"), ("x-forwarded-proto", proto)]), &alb()).scheme;
+        assert_eq!(scheme("HTTPS"), "https");
+        assert_eq!(scheme(" Https , http"), "https");
+        assert_eq!(scheme("HTTP"), "http");
+        assert_eq!(scheme("wss"), "http");
+        assert_eq!(scheme("httpsx"), "http");
+        assert_eq!(external(peer, &h(&[("host", "App.EXAMPLE.com")]), &alb()).host, "app.example.com");
     }
 
     #[test]

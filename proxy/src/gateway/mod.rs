@@ -251,7 +251,7 @@ impl ProxyHttp for Gateway {
         }
         let ext = &forward.external;
         upstream_request.insert_header("x-forwarded-for", ext.forwarded_for.as_str())?;
-        upstream_request.insert_header("x-forwarded-proto", ext.scheme.as_str())?;
+        upstream_request.insert_header("x-forwarded-proto", http::HeaderValue::from_static(ext.scheme))?;
         upstream_request.insert_header("x-forwarded-host", ext.host.as_str())?;
         Ok(())
     }

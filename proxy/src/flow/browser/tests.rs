@@ -49,7 +49,7 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
 }
 
 fn external(scheme: &str, host: &str) -> External {
-    External { client_ip: None, scheme: scheme.into(), host: host.into(), forwarded_for: String::new() }
+    External { client_ip: None, scheme: if scheme == "https" { "https" } else { "http" }, host: host.into(), forwarded_for: String::new() }
 }
 
 fn header<'a>(r: &'a LocalResponse, name: &str) -> Option<&'a str> {
