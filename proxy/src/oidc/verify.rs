@@ -614,7 +614,9 @@ impl Verifier {
             // The key was withdrawn (compromise, emergency rotation): the verdict no longer holds.
             self.cache.invalidate(&key);
         }
-        let verified = Arc::new(self.verify_uncached(token, Expect::Access).await?);
+        // Boxed: a miss (signature check, perhaps a JWKS fetch) is the cold path, and its future would otherwise
+        // make every request's future (allocated and copied by the gateway per request) as large as its own.
+        let verified = Arc::new(Box::pin(self.verify_uncached(token, Expect::Access)).await?);
         self.cache.insert(key, verified.clone());
         Ok((verified, false))
     }

@@ -268,7 +268,9 @@ impl SessionStore {
         };
         let data = match &self.backend {
             Backend::Cookie => self.open_json(&self.purposes[usize::from(secure)], &value),
-            Backend::Redis(_) => self.read(&value, true).await?,
+            // Boxed: with the cookie store this branch never runs, yet its future (a Redis round trip) would make
+            // every request's future, allocated and copied per request, a kilobyte larger.
+            Backend::Redis(_) => Box::pin(self.read(&value, true)).await?,
         };
         Ok(data.filter(|d| !d.is_expired(now, &self.cfg)))
     }

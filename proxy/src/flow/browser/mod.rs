@@ -158,6 +158,12 @@ impl Browser {
 
     /// Answers the sidecar's own endpoints (`login`, `callback`, `logout`, `userinfo`, front-channel logout) when
     /// `path` is one of them; `None` lets the request go on to routing.
+    /// Whether `path` is one of the sidecar's own endpoints (answered by [`Browser::endpoint`]).
+    pub fn is_endpoint(&self, path: &str) -> bool {
+        let p = &self.cfg.paths;
+        [&p.login, &p.callback, &p.logout, &p.userinfo, &p.frontchannel_logout].iter().any(|e| path == e.as_str())
+    }
+
     pub async fn endpoint(
         &self,
         req: &Request<'_>,
@@ -227,6 +233,10 @@ impl Browser {
 
     /// The request's session: loaded, refreshed when its access token is about to expire, slid when idle long
     /// enough, or ended (cookies cleared) when bad, expired or no longer refreshable.
+    ///
+    /// Refreshing, saving and ending are boxed: they are the rare paths, and unboxed their futures (HTTP to the
+    /// provider, Redis writes) would make the future of every request, which the gateway allocates and copies
+    /// per request, several kilobytes larger.
     async fn load_session(
         &self,
         headers: &HeaderMap,
@@ -250,15 +260,15 @@ impl Browser {
         };
         let mut set_cookies = Vec::new();
         if data.needs_refresh(now, self.cfg.refresh_margin) {
-            match self.refresh(&data, now).await {
+            match Box::pin(self.refresh(&data, now)).await {
                 Ok(new) => {
                     data = Arc::new(new);
                     Arc::make_mut(&mut data).touch(now);
-                    match self.store.save(&data, &cookies, secure).await {
+                    match Box::pin(self.store.save(&data, &cookies, secure)).await {
                         Ok(sets) => set_cookies = sets.into_iter().map(|c| c.header).collect(),
                         Err(e) => {
                             tracing::warn!(error = %e, "refreshed session could not be stored; ending it");
-                            return Ok(self.end(&data, &cookies, secure).await);
+                            return Ok(Box::pin(self.end(&data, &cookies, secure)).await);
                         }
                     }
                 }
@@ -268,12 +278,12 @@ impl Browser {
                 }
                 Err(failure) => {
                     tracing::info!(reason = %failure, "access token refresh failed; ending the session");
-                    return Ok(self.end(&data, &cookies, secure).await);
+                    return Ok(Box::pin(self.end(&data, &cookies, secure)).await);
                 }
             }
         } else if data.needs_touch(now, &self.cfg) {
             Arc::make_mut(&mut data).touch(now);
-            match self.store.save(&data, &cookies, secure).await {
+            match Box::pin(self.store.save(&data, &cookies, secure)).await {
                 Ok(sets) => set_cookies = sets.into_iter().map(|c| c.header).collect(),
                 // Not fatal: the session is valid, only its inactivity clock did not move this time.
                 Err(e) => tracing::warn!(error = %e, "could not slide the session's inactivity timeout"),
