@@ -555,30 +555,12 @@ mod tests {
     #[tokio::test]
     async fn session_identity_headers_are_reused_per_host_until_the_session_changes() {
         use crate::session::{unix_now, CookieMap, KeyRing, SessionData, SessionStore};
-        let toml = r#"
-[provider]
-issuer = "https://login.example.com/tenant/v2.0"
-client_id = "client-1"
-client_secret = "secret-1"
-audiences = ["api://x"]
-[session]
-keys = ["AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="]
-[[hosts]]
-name = "app.example.com"
-upstream = "http://127.0.0.1:9000"
-login = "deny"
-[[hosts.routes]]
-path = "/"
-access = "authenticated"
-[[hosts]]
-name = "api.example.com"
-upstream = "http://127.0.0.1:9001"
-login = "deny"
-[[hosts.routes]]
-path = "/"
-access = "authenticated"
-"#;
-        let cfg = Arc::new(crate::config::load_str(toml, std::path::Path::new("t.toml")).expect("config"));
+        // The browser tests' host, and the same again as a second host of the same service.
+        let mut cfg = browser::tests::config("login = \"deny\"");
+        let mut api = cfg.hosts[0].clone();
+        api.name = "api.example.com".into();
+        cfg.hosts.push(api);
+        let cfg = Arc::new(cfg);
         let keys = KeyStore::new(&cfg.provider).expect("key store");
         let signer = AssertionSigner::generate("oidc-sidecar".into(), std::time::Duration::from_secs(300)).expect("signer");
         let ring = Arc::new(KeyRing::from_config(&cfg.session).expect("keys"));

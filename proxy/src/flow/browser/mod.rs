@@ -469,4 +469,4 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

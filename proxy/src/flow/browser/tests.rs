@@ -4,7 +4,9 @@ use serde_json::json;
 
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
-fn config(extra_host: &str) -> Config {
+/// A one-host configuration (`app.example.com`: `/admin/` needs a claim, the rest a sign-in), `extra_host` added
+/// to the host's table.
+pub(crate) fn config(extra_host: &str) -> Config {
     let text = format!(
         r#"
 [server]
