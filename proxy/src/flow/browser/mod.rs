@@ -50,6 +50,16 @@ pub struct SessionAuth {
     pub headers: Option<Arc<SessionHeaders>>,
 }
 
+/// The sidecar's own endpoints under `session.paths`.
+#[derive(Debug, Clone, Copy)]
+enum EndpointKind {
+    Login,
+    Callback,
+    Logout,
+    Userinfo,
+    FrontchannelLogout,
+}
+
 /// A session as [`Browser::load_session`] found it, after refresh and sliding.
 struct Loaded {
     auth: SessionAuth,
@@ -156,14 +166,27 @@ impl Browser {
         })
     }
 
-    /// Answers the sidecar's own endpoints (`login`, `callback`, `logout`, `userinfo`, front-channel logout) when
-    /// `path` is one of them; `None` lets the request go on to routing.
-    /// Whether `path` is one of the sidecar's own endpoints (answered by [`Browser::endpoint`]).
-    pub fn is_endpoint(&self, path: &str) -> bool {
+    /// Which of the sidecar's own endpoints `path` is, if any: the one place their paths are compared.
+    fn endpoint_kind(&self, path: &str) -> Option<EndpointKind> {
         let p = &self.cfg.paths;
-        [&p.login, &p.callback, &p.logout, &p.userinfo, &p.frontchannel_logout].iter().any(|e| path == e.as_str())
+        [
+            (&p.login, EndpointKind::Login),
+            (&p.callback, EndpointKind::Callback),
+            (&p.logout, EndpointKind::Logout),
+            (&p.userinfo, EndpointKind::Userinfo),
+            (&p.frontchannel_logout, EndpointKind::FrontchannelLogout),
+        ]
+        .into_iter()
+        .find_map(|(p, kind)| (path == p.as_str()).then_some(kind))
     }
 
+    /// Whether `path` is one of the sidecar's own endpoints (answered by [`Browser::endpoint`]).
+    pub fn is_endpoint(&self, path: &str) -> bool {
+        self.endpoint_kind(path).is_some()
+    }
+
+    /// Answers the sidecar's own endpoints (`login`, `callback`, `logout`, `userinfo`, front-channel logout) when
+    /// `path` is one of them; `None` lets the request go on to routing.
     pub async fn endpoint(
         &self,
         req: &Request<'_>,
@@ -171,19 +194,12 @@ impl Browser {
         path: &str,
         external: &External,
     ) -> Option<Outcome> {
-        let p = &self.cfg.paths;
-        let answer = if path == p.login {
-            self.login(req, host, external)
-        } else if path == p.callback {
-            self.callback(req, host, external).await
-        } else if path == p.logout {
-            self.logout(req, host, external).await
-        } else if path == p.userinfo {
-            self.userinfo(req, host, external).await
-        } else if path == p.frontchannel_logout {
-            self.frontchannel_logout(req, host, external).await
-        } else {
-            return None;
+        let answer = match self.endpoint_kind(path)? {
+            EndpointKind::Login => self.login(req, host, external),
+            EndpointKind::Callback => self.callback(req, host, external).await,
+            EndpointKind::Logout => self.logout(req, host, external).await,
+            EndpointKind::Userinfo => self.userinfo(req, host, external).await,
+            EndpointKind::FrontchannelLogout => self.frontchannel_logout(req, host, external).await,
         };
         Some(Outcome::Respond(answer))
     }
