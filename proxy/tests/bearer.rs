@@ -56,12 +56,18 @@ async fn valid_token_reaches_upstream_with_verifiable_identity() {
         .header("X-Auth-Subject", "spoofed-admin")
         .header("x-auth-roles", "Admin")
         .header("OIDC_CLAIM_roles", "Admin")
+        // As the ALB (a trusted peer here) sends them: the gateway writes its own in their place.
+        .header("X-Forwarded-For", "203.0.113.7")
+        .header("X-Forwarded-Proto", "http")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
     let echo = echo_of(r).await;
     assert_eq!(echo.path, "/items?x=1");
+    assert_eq!(echo.headers["x-forwarded-for"], ["203.0.113.7, 127.0.0.1"], "the chain, replaced, not appended to");
+    assert_eq!(echo.headers["x-forwarded-proto"], ["http"]);
+    assert_eq!(echo.headers["x-forwarded-host"], [HOST]);
     assert_eq!(echo.header("x-auth-subject"), Some(oidc_testkit::TEST_OID));
     assert_eq!(echo.headers["x-auth-subject"].len(), 1, "spoofed value must be gone, not appended");
     assert_eq!(echo.header("x-auth-roles"), Some("Reader"));

@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 
+use http::header::{HeaderName, HOST};
 use http::HeaderMap;
 use ipnet::IpNet;
 
@@ -38,26 +39,32 @@ fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&ip))
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+// Looked up by name constants: a `&str` name is parsed and validated again on every lookup, for every request.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+
+fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
 }
 
 /// Works out the external view of a request from its TCP peer and headers.
 pub fn external(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> External {
     let peer_trusted = peer.is_some_and(|ip| is_trusted(ip, trusted));
-    let xff: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .collect();
-
     let mut client_ip = peer;
-    // The believed chain plus the TCP peer, built in place (this runs for every request).
+    // The believed chain plus the TCP peer, built in place (this runs for every request). A chain from a peer we
+    // do not trust is not even read.
     let mut forwarded_for = String::new();
     if peer_trusted {
+        let xff: Vec<&str> = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect();
         // Right to left: skip trusted hops; the first untrusted one is the client.
         for hop in xff.iter().rev() {
             match hop.parse::<IpAddr>() {
@@ -85,7 +92,7 @@ pub fn external(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) ->
 
     let (scheme, forwarded_host, forwarded_port) = if peer_trusted {
         (
-            header(headers, "x-forwarded-proto").and_then(|p| {
+            header(headers, &X_FORWARDED_PROTO).and_then(|p| {
                 let first = p.split(',').next().unwrap_or(p).trim();
                 if first.eq_ignore_ascii_case("https") {
                     Some("https")
@@ -95,14 +102,14 @@ pub fn external(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) ->
                     None
                 }
             }),
-            header(headers, "x-forwarded-host").map(|h| h.split(',').next().unwrap_or(h).trim().to_string()),
-            header(headers, "x-forwarded-port").and_then(|p| p.parse::<u16>().ok()),
+            header(headers, &X_FORWARDED_HOST).map(|h| h.split(',').next().unwrap_or(h).trim().to_string()),
+            header(headers, &X_FORWARDED_PORT).and_then(|p| p.parse::<u16>().ok()),
         )
     } else {
         (None, None, None)
     };
     let scheme = scheme.unwrap_or("http");
-    let mut raw_host = forwarded_host.or_else(|| header(headers, "host").map(str::to_string)).unwrap_or_default();
+    let mut raw_host = forwarded_host.or_else(|| header(headers, &HOST).map(str::to_string)).unwrap_or_default();
     raw_host.make_ascii_lowercase();
     let host = with_port(raw_host, scheme, forwarded_port);
     External { client_ip, scheme, host, forwarded_for }

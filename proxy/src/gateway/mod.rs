@@ -85,6 +85,12 @@ impl Gateway {
     }
 }
 
+/// The forwarding headers the gateway writes itself (from what the flow believed, see `flow::forwarded`): a
+/// client's own are replaced, never passed on beside ours.
+fn is_forwarding_header(name: &http::HeaderName) -> bool {
+    matches!(name.as_str(), "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host")
+}
+
 fn apply_security_headers(header: &mut ResponseHeader, sec: &SecurityHeaders) -> Result<()> {
     if let Some(hsts) = &sec.hsts {
         header.insert_header("Strict-Transport-Security", hsts.as_str())?;
@@ -217,19 +223,17 @@ impl ProxyHttp for Gateway {
         }
 
         let prefix = &self.app.config.identity.header_prefix;
-        let spoofed: Vec<http::HeaderName> = upstream_request
+        // Take out first, add after: whatever the client sent in our namespace (identity spoofing) and the
+        // forwarding headers we write ourselves, then the credentials the app must not see. Removing before adding
+        // also lets the header map grow at most once on the way (each growth rehashes and moves the whole map).
+        let replaced: Vec<http::HeaderName> = upstream_request
             .headers
             .keys()
-            .filter(|name| is_identity_header(name.as_str(), prefix))
+            .filter(|name| is_identity_header(name.as_str(), prefix) || is_forwarding_header(name))
             .cloned()
             .collect();
-        for name in spoofed {
+        for name in replaced {
             upstream_request.remove_header(&name);
-        }
-        // Every identity-namespace header is gone by now, so appending is safe and skips a search per header.
-        // The prepared spelling goes in as is (a shared `Bytes`): Pingora would otherwise re-spell each name.
-        for h in forward.identity.iter() {
-            upstream_request.append_header(h.spelling.clone(), h.value.clone())?;
         }
         match &forward.authorization {
             AuthorizationHeader::Keep => {}
@@ -249,10 +253,15 @@ impl ProxyHttp for Gateway {
                 upstream_request.insert_header("cookie", v.as_str())?;
             }
         }
+        // None of these names is left by now, so appending is safe and skips a search per header.
+        // The prepared spelling goes in as is (a shared `Bytes`): Pingora would otherwise re-spell each name.
+        for h in forward.identity.iter() {
+            upstream_request.append_header(h.spelling.clone(), h.value.clone())?;
+        }
         let ext = &forward.external;
-        upstream_request.insert_header("x-forwarded-for", ext.forwarded_for.as_str())?;
-        upstream_request.insert_header("x-forwarded-proto", http::HeaderValue::from_static(ext.scheme))?;
-        upstream_request.insert_header("x-forwarded-host", ext.host.as_str())?;
+        upstream_request.append_header("x-forwarded-for", ext.forwarded_for.as_str())?;
+        upstream_request.append_header("x-forwarded-proto", http::HeaderValue::from_static(ext.scheme))?;
+        upstream_request.append_header("x-forwarded-host", ext.host.as_str())?;
         Ok(())
     }
 

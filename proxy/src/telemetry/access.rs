@@ -182,29 +182,33 @@ fn format_second(secs: u64) -> [u8; 19] {
 /// A JSON string: quotes, backslashes and control characters escaped (RFC 8259 §7). A client controls the path,
 /// so nothing it sends can break out of the string or the line.
 fn string(out: &mut Vec<u8>, s: &str) {
+    out.reserve(s.len() + 2);
     out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f | 0x7f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        if esc.is_empty() {
-            let _ = write!(out, "\\u{b:04x}");
-        } else {
-            out.extend_from_slice(esc);
+    let mut rest = s.as_bytes();
+    // Nearly every field needs no escaping: find the next byte that does and copy the run before it at once,
+    // instead of deciding byte by byte what to write (this ran at about 25 instructions per byte).
+    while let Some(i) = rest.iter().position(|&b| needs_escape(b)) {
+        out.extend_from_slice(&rest[..i]);
+        match rest[i] {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b => {
+                let _ = write!(out, "\\u{b:04x}");
+            }
         }
-        start = i + 1;
+        rest = &rest[i + 1..];
     }
-    out.extend_from_slice(&bytes[start..]);
+    out.extend_from_slice(rest);
     out.push(b'"');
+}
+
+/// The bytes a JSON string cannot hold as they are (DEL too, so that no terminal control reaches a log viewer).
+#[inline]
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f
 }
 
 #[cfg(test)]
@@ -325,6 +329,17 @@ mod tests {
                 zero_padded(&mut out, n, width);
                 assert_eq!(out, format!("{n:0width$}").into_bytes());
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever a client puts in the path, the line stays one valid JSON object that gives the path back.
+        #[test]
+        fn any_path_round_trips_through_the_line(path in "\\PC*|[\\x00-\\x7f]*") {
+            let r = AccessRecord { path: &path, ..record() };
+            let v = line(&r, SystemTime::now());
+            proptest::prop_assert_eq!(v["path"].as_str(), Some(path.as_str()));
+            proptest::prop_assert_eq!(&v["status"], 200);
         }
     }
 

@@ -459,19 +459,26 @@ fn wants_redirect(mode: LoginMode, method: &Method, headers: &HeaderMap) -> bool
 
 /// The request's `Cookie` header(s) without the cookies any of `jars` owns. `None` when nothing changes.
 fn strip_cookies(headers: &HeaderMap, jars: &[&CookieSettings]) -> Option<Option<String>> {
-    let values: Vec<&str> = headers.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).collect();
-    if values.is_empty() {
-        return None;
-    }
     let own = |name: &str| jars.iter().any(|j| j.is_own_cookie(name));
-    let names = || values.iter().flat_map(|v| crate::session::cookies::parts(v)).map(crate::session::cookies::part_name);
-    if !names().any(own) {
+    // One pass over the names, nothing collected: is any cookie ours, and are all of them?
+    let (mut any_own, mut all_own) = (false, true);
+    for value in headers.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()) {
+        for name in crate::session::cookies::parts(value).map(crate::session::cookies::part_name) {
+            if own(name) {
+                any_own = true;
+            } else {
+                all_own = false;
+            }
+        }
+    }
+    if !any_own {
         return None;
     }
     // The common case, a browser that holds only our cookies for this site: drop the header, build nothing.
-    if names().all(own) {
+    if all_own {
         return Some(None);
     }
+    let values: Vec<&str> = headers.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).collect();
     let mut rest = Some(values.join("; "));
     for jar in jars {
         rest = rest.and_then(|r| jar.strip_own_cookies(&r));
