@@ -55,7 +55,7 @@ pub fn external(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) ->
     let mut client_ip = peer;
     // The believed chain plus the TCP peer, built in place (this runs for every request). A chain from a peer we
     // do not trust is not even read.
-    let mut forwarded_for = String::new();
+    let mut forwarded_for = String::with_capacity(64);
     if peer_trusted {
         let xff: Vec<&str> = headers
             .get_all(X_FORWARDED_FOR)

@@ -84,6 +84,16 @@ impl std::fmt::Debug for CookieMap<'_> {
     }
 }
 
+/// The text of one `Cookie:` header, or `None` when it is not UTF-8.
+///
+/// UTF-8 is checked rather than HTTP's visible-ASCII rule (`HeaderValue::to_str`): the check is vectorized where
+/// `to_str` goes byte by byte over a session cookie of hundreds of bytes, twice per request; and a neighbour app's
+/// cookie with non-ASCII bytes in the same header no longer hides ours. The header cannot hold CR, LF or NUL (the
+/// HTTP parser refused those), and what reads the text only looks for `;` and `=`.
+pub fn header_text(value: &http::HeaderValue) -> Option<&str> {
+    std::str::from_utf8(value.as_bytes()).ok()
+}
+
 /// The non-blank `;`-separated parts of one `Cookie:` header, trimmed. One vectorized pass over the bytes: every
 /// request with a session runs this over a cookie of 500 bytes or more (to read the session, and to take it out of
 /// what the app gets), where `str::split` and the `cookie` crate's parser, which scans each pair several times,
@@ -125,10 +135,8 @@ impl<'a> CookieMap<'a> {
     /// client's junk cookie must not break its session.
     pub fn from_headers(headers: &'a HeaderMap) -> CookieMap<'a> {
         let mut out = CookieMap::default();
-        for value in headers.get_all(COOKIE) {
-            if let Ok(s) = value.to_str() {
-                out.add_header(s);
-            }
+        for s in headers.get_all(COOKIE).iter().filter_map(header_text) {
+            out.add_header(s);
         }
         out
     }
@@ -315,6 +323,21 @@ mod tests {
         assert_eq!(m.get("c"), Some("x=y"));
         assert_eq!(m.get("d"), Some("4"));
         assert!(!m.contains("junk"));
+    }
+
+    #[test]
+    fn a_neighbours_non_ascii_cookie_does_not_hide_ours() {
+        let mut h = HeaderMap::new();
+        let raw = "pref=caf\u{e9}; __Host-oidc_session=sealed".as_bytes();
+        h.append(COOKIE, HeaderValue::from_bytes(raw).expect("obs-text is a valid header value"));
+        assert!(h.get(COOKIE).expect("cookie").to_str().is_err(), "HTTP's visible-ASCII rule would drop the header");
+        let m = CookieMap::from_headers(&h);
+        assert_eq!(m.get("__Host-oidc_session"), Some("sealed"));
+        assert_eq!(m.get("pref"), Some("caf\u{e9}"));
+        // Bytes that are not UTF-8 at all: the header is skipped, never a panic.
+        let mut bad = HeaderMap::new();
+        bad.append(COOKIE, HeaderValue::from_bytes(b"a=\xff\xfe; b=2").expect("obs-text"));
+        assert!(CookieMap::from_headers(&bad).is_empty());
     }
 
     /// The one-pass reader must read every header exactly as the `cookie` crate it replaced on this path.

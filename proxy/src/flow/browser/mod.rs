@@ -462,7 +462,7 @@ fn strip_cookies(headers: &HeaderMap, jars: &[&CookieSettings]) -> Option<Option
     let own = |name: &str| jars.iter().any(|j| j.is_own_cookie(name));
     // One pass over the names, nothing collected: is any cookie ours, and are all of them?
     let (mut any_own, mut all_own) = (false, true);
-    for value in headers.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()) {
+    for value in headers.get_all(http::header::COOKIE).iter().filter_map(crate::session::cookies::header_text) {
         for name in crate::session::cookies::parts(value).map(crate::session::cookies::part_name) {
             if own(name) {
                 any_own = true;
@@ -478,7 +478,8 @@ fn strip_cookies(headers: &HeaderMap, jars: &[&CookieSettings]) -> Option<Option
     if all_own {
         return Some(None);
     }
-    let values: Vec<&str> = headers.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).collect();
+    let values: Vec<&str> =
+        headers.get_all(http::header::COOKIE).iter().filter_map(crate::session::cookies::header_text).collect();
     let mut rest = Some(values.join("; "));
     for jar in jars {
         rest = rest.and_then(|r| jar.strip_own_cookies(&r));
