@@ -4,6 +4,7 @@
 //! paths are brought to the same canonical form as request paths ([`super::path::normalize`]), so a route written
 //! `/caf%C3%A9/` or `/café/` matches the same requests. Matching itself is string comparison on segment boundaries.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use http::Method;
@@ -18,7 +19,7 @@ pub struct Router {
     hosts: Vec<HostConfig>,
     /// Route matchers per host, in file order, beside `hosts[i].routes`.
     matchers: Vec<Vec<Matcher>>,
-    exact: HashMap<String, usize>,
+    exact: HashMap<String, usize, foldhash::fast::RandomState>,
     /// `*.example.com` names as (`.example.com`, index), longest suffix first.
     suffixes: Vec<(String, usize)>,
     any: Option<usize>,
@@ -40,7 +41,7 @@ impl Router {
     /// kept as written; since no normalized request path can contain it, such a route never matches. The config
     /// loader should refuse those paths with [`path::normalize`]'s message.
     pub fn new(hosts: &[HostConfig]) -> Router {
-        let mut exact = HashMap::new();
+        let mut exact = HashMap::default();
         let mut suffixes = Vec::new();
         let mut any = None;
         for (idx, host) in hosts.iter().enumerate() {
@@ -70,7 +71,7 @@ impl Router {
             None if host_header.trim().is_empty() => return self.any,
             None => return None,
         };
-        if let Some(&idx) = self.exact.get(&host) {
+        if let Some(&idx) = self.exact.get(host.as_ref()) {
             return Some(idx);
         }
         for (suffix, idx) in &self.suffixes {
@@ -149,7 +150,7 @@ fn canonical_host(name: &str) -> String {
 }
 
 /// `Host` value to a bare, lower-case host name; `None` when it is not one.
-fn parse_host_header(value: &str) -> Option<String> {
+fn parse_host_header(value: &str) -> Option<Cow<'_, str>> {
     let value = value.trim();
     let host = if let Some(rest) = value.strip_prefix('[') {
         // `[v6]` or `[v6]:port`
@@ -178,7 +179,12 @@ fn parse_host_header(value: &str) -> Option<String> {
     if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':')) {
         return None;
     }
-    Some(host.to_ascii_lowercase())
+    // Hosts arrive lower-cased already (see `flow::forwarded`): then nothing is copied.
+    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
 }
 
 fn is_port(s: &str) -> bool {
