@@ -253,15 +253,16 @@ impl ProxyHttp for Gateway {
                 upstream_request.insert_header("cookie", v.as_str())?;
             }
         }
-        // None of these names is left by now, so appending is safe and skips a search per header.
-        // The prepared spelling goes in as is (a shared `Bytes`): Pingora would otherwise re-spell each name.
+        // None of these names is left by now, so appending is safe and skips a search per header. Each name goes in
+        // spelled as the app should see it (Pingora keeps the spelling it is given); an identity header's prepared
+        // spelling is a shared `Bytes`, so Pingora does not re-spell it per request.
         for h in forward.identity.iter() {
             upstream_request.append_header(h.spelling.clone(), h.value.clone())?;
         }
         let ext = &forward.external;
-        upstream_request.append_header("x-forwarded-for", ext.forwarded_for.as_str())?;
-        upstream_request.append_header("x-forwarded-proto", http::HeaderValue::from_static(ext.scheme))?;
-        upstream_request.append_header("x-forwarded-host", ext.host.as_str())?;
+        upstream_request.append_header("X-Forwarded-For", ext.forwarded_for.as_str())?;
+        upstream_request.append_header("X-Forwarded-Proto", http::HeaderValue::from_static(ext.scheme))?;
+        upstream_request.append_header("X-Forwarded-Host", ext.host.as_str())?;
         Ok(())
     }
 
