@@ -59,6 +59,8 @@ async fn valid_token_reaches_upstream_with_verifiable_identity() {
         // As the ALB (a trusted peer here) sends them: the gateway writes its own in their place.
         .header("X-Forwarded-For", "203.0.113.7")
         .header("X-Forwarded-Proto", "http")
+        // What a CGI-style server would read as the client address: it must not reach the app beside ours.
+        .header("X_Forwarded_For", "6.6.6.6")
         .send()
         .await
         .unwrap();
@@ -68,6 +70,7 @@ async fn valid_token_reaches_upstream_with_verifiable_identity() {
     assert_eq!(echo.headers["x-forwarded-for"], ["203.0.113.7, 127.0.0.1"], "the chain, replaced, not appended to");
     assert_eq!(echo.headers["x-forwarded-proto"], ["http"]);
     assert_eq!(echo.headers["x-forwarded-host"], [HOST]);
+    assert!(echo.header("x_forwarded_for").is_none(), "{:?}", echo.raw_names);
     assert_eq!(echo.header("x-auth-subject"), Some(oidc_testkit::TEST_OID));
     assert_eq!(echo.headers["x-auth-subject"].len(), 1, "spoofed value must be gone, not appended");
     assert_eq!(echo.header("x-auth-roles"), Some("Reader"));

@@ -19,7 +19,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::config::SecurityHeaders;
 use crate::flow::{App, AuthorizationHeader, Forward, LocalResponse, Outcome, Request, Trace};
-use crate::identity::headers::is_identity_header;
+use crate::identity::headers::{is_forwarding_header, is_identity_header};
 use crate::telemetry::access::AccessRecord;
 
 /// Keep idle ALB connections open longer than the ALB's own 60 s idle timeout (AWS's advice for targets).
@@ -83,12 +83,6 @@ impl Gateway {
     fn security_headers(&self, host: usize) -> Option<&SecurityHeaders> {
         self.app.config.hosts.get(host).and_then(|h| h.security_headers.as_ref())
     }
-}
-
-/// The forwarding headers the gateway writes itself (from what the flow believed, see `flow::forwarded`): a
-/// client's own are replaced, never passed on beside ours.
-fn is_forwarding_header(name: &http::HeaderName) -> bool {
-    matches!(name.as_str(), "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host")
 }
 
 fn apply_security_headers(header: &mut ResponseHeader, sec: &SecurityHeaders) -> Result<()> {
@@ -229,7 +223,7 @@ impl ProxyHttp for Gateway {
         let replaced: Vec<http::HeaderName> = upstream_request
             .headers
             .keys()
-            .filter(|name| is_identity_header(name.as_str(), prefix) || is_forwarding_header(name))
+            .filter(|name| is_identity_header(name.as_str(), prefix) || is_forwarding_header(name.as_str()))
             .cloned()
             .collect();
         for name in replaced {

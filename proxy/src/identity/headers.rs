@@ -11,6 +11,9 @@
 //!   migrated from mod_auth_openidc may read them even on a host where we do not send them, so a client must never
 //!   be able to supply them.
 //!
+//! The gateway also removes a client's `X-Forwarded-For/Proto/Host` ([`is_forwarding_header`], with the same `_`
+//! folding) before it writes its own.
+//!
 //! # Value encoding of `X-Auth-*`
 //! Values are visible ASCII: control characters (CR, LF, TAB, NUL, ...) are dropped, `%` and every non-ASCII
 //! character are percent-encoded as UTF-8 (`José` → `Jos%C3%A9`, `100%` → `100%25`). An app reads a value with one
@@ -42,6 +45,16 @@ pub const OIDC_CLAIM_PREFIX: &str = "OIDC_CLAIM_";
 /// or it is one of mod_auth_openidc's `OIDC_*` headers (see the module docs for why both, and why `_` = `-`).
 pub fn is_identity_header(name: &str, prefix: &str) -> bool {
     starts_with_folded(name, "oidc-") || (!prefix.is_empty() && starts_with_folded(name, prefix))
+}
+
+/// True for an inbound `X-Forwarded-For`, `-Proto` or `-Host`, however spelled: the gateway writes its own (from
+/// what `flow::forwarded` believed) and a client's must not reach the app beside them. `_` counts as `-` here too:
+/// a server that maps headers to CGI-style variables would otherwise read a client's `X_Forwarded_For` as the
+/// client address.
+pub fn is_forwarding_header(name: &str) -> bool {
+    ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]
+        .iter()
+        .any(|f| name.len() == f.len() && starts_with_folded(name, f))
 }
 
 /// Case-insensitive prefix test in which `_` and `-` are the same character.
@@ -244,6 +257,16 @@ mod tests {
         assert!(is_identity_header("X-Remote-Roles", "x-remote-"));
         // An empty prefix never matches everything.
         assert!(!is_identity_header("Host", ""));
+    }
+
+    #[test]
+    fn forwarding_header_detection() {
+        for name in ["x-forwarded-for", "X-Forwarded-Proto", "x_forwarded_host", "X_FORWARDED_FOR", "x-forwarded_for"] {
+            assert!(is_forwarding_header(name), "{name}");
+        }
+        for name in ["x-forwarded-port", "x-forwarded-fort", "x-forwarded-forx", "forwarded", "x-forwarded-", ""] {
+            assert!(!is_forwarding_header(name), "{name}");
+        }
     }
 
     #[test]
