@@ -61,6 +61,7 @@ async fn valid_token_reaches_upstream_with_verifiable_identity() {
         .header("X-Forwarded-Proto", "http")
         // What a CGI-style server would read as the client address: it must not reach the app beside ours.
         .header("X_Forwarded_For", "6.6.6.6")
+        .header("Forwarded", "for=6.6.6.6;proto=https;host=evil.example")
         .send()
         .await
         .unwrap();
@@ -71,6 +72,7 @@ async fn valid_token_reaches_upstream_with_verifiable_identity() {
     assert_eq!(echo.headers["x-forwarded-proto"], ["http"]);
     assert_eq!(echo.headers["x-forwarded-host"], [HOST]);
     assert!(echo.header("x_forwarded_for").is_none(), "{:?}", echo.raw_names);
+    assert!(echo.header("forwarded").is_none(), "{:?}", echo.raw_names);
     assert_eq!(echo.header("x-auth-subject"), Some(oidc_testkit::TEST_OID));
     assert_eq!(echo.headers["x-auth-subject"].len(), 1, "spoofed value must be gone, not appended");
     assert_eq!(echo.header("x-auth-roles"), Some("Reader"));
