@@ -34,6 +34,13 @@ for bin in "$SIDECAR_BIN" "$BARE_BIN"; do
     [ -x "$bin" ] || { echo "instructions.sh: no $bin (cargo build --release -p oidc-sidecar -p bare-pingora)" >&2; exit 1; }
 done
 
+for port in 18080 18082 18084 18085 18088 18090 18091 18092 18093 18443 19901 19902 19903; do
+    if ss -Hltn "sport = :$port" | grep -q .; then
+        echo "instructions.sh: port $port is taken (run.sh or another instructions.sh running?)" >&2
+        exit 1
+    fi
+done
+
 WORK=$(mktemp -d /tmp/oidc-sidecar-instructions.XXXXXX)
 export WORK
 PIDS=()
