@@ -84,7 +84,8 @@ async fn valid_token_reaches_upstream_with_verifiable_identity() {
     assert_eq!(echo.header("x-auth-email"), Some("test.user@example.com"));
     assert_eq!(echo.header("authorization"), Some(format!("Bearer {token}").as_str()));
     assert_eq!(echo.header("x-forwarded-proto"), Some("http"));
-    // Identity headers go out spelled as the identity module writes them, once each.
+    // Identity headers go out spelled as the identity module writes them, and the forwarding headers as the
+    // gateway writes them: once each.
     for name in ["X-Auth-Subject", "X-Auth-Roles", "X-Auth-Method", "X-Auth-Assertion", "X-Forwarded-For", "X-Forwarded-Proto"] {
         assert_eq!(echo.raw_names.iter().filter(|n| *n == name).count(), 1, "{name}: {:?}", echo.raw_names);
     }
