@@ -14,7 +14,9 @@
 //! headers listed in the file (`name: value` per line: what the sidecar added upstream for a session request,
 //! captured by `bench/session/capture-upstream.sh`) appended. The sidecar's distance to this system is what
 //! authentication, sessions, logging and metrics cost; its distance to plain pass-through also includes this.
-//! `BARE_PINGORA_PLUMBING_TIMEOUTS=0` leaves the timeouts out (the headers' share alone).
+//! `BARE_PINGORA_PLUMBING_TIMEOUTS=0` leaves the timeouts out (the headers' share alone). Headers are edited as the
+//! gateway edits them, in the head's plain `http` parts (names lower-case); `BARE_PINGORA_PLUMBING_CASE=1` goes
+//! through Pingora's case-preserving `append_header` instead, as the gateway did until 30 Nov 2026.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -28,9 +30,11 @@ use pingora::server::configuration::ServerConf;
 struct PassThrough {
     upstream: SocketAddr,
     /// Plumbing mode: the headers to add upstream (see the module docs).
-    plumbing: Option<Vec<(bytes::Bytes, http::HeaderValue)>>,
+    plumbing: Option<Vec<(bytes::Bytes, http::HeaderName, http::HeaderValue)>>,
     /// Plumbing mode with the sidecar's keep-alive and upstream timeouts (the default).
     timeouts: bool,
+    /// Plumbing mode through Pingora's case-preserving `append_header` (the gateway before 30 Nov 2026).
+    case: bool,
 }
 
 #[async_trait]
@@ -67,19 +71,30 @@ impl ProxyHttp for PassThrough {
         upstream_request: &mut RequestHeader,
         _ctx: &mut (),
     ) -> Result<()> {
-        if let Some(headers) = &self.plumbing {
+        let Some(headers) = &self.plumbing else { return Ok(()) };
+        if self.case {
             upstream_request.remove_header("cookie");
-            // As the gateway: each name handed over in its prepared spelling.
-            for (name, value) in headers {
-                upstream_request.append_header(name.clone(), value.clone())?;
+            for (spelling, _, value) in headers {
+                upstream_request.append_header(spelling.clone(), value.clone())?;
             }
+            return Ok(());
         }
+        // As the gateway (oidc-sidecar's `upstream_request_filter`): the head taken apart, its header map edited
+        // with a reservation and parsed names, and rebuilt.
+        let empty = RequestHeader::from(http::Request::new(()).into_parts().0);
+        let mut parts: http::request::Parts = std::mem::replace(upstream_request, empty).into();
+        parts.headers.remove(http::header::COOKIE);
+        parts.headers.try_reserve(headers.len()).or_err(InternalError, "too many headers")?;
+        for (_, name, value) in headers {
+            parts.headers.try_append(name.clone(), value.clone()).or_err(InternalError, "too many headers")?;
+        }
+        *upstream_request = RequestHeader::from(parts);
         Ok(())
     }
 }
 
 /// Reads `name: value` lines (blank lines and `#` comments skipped).
-fn read_headers(path: &str) -> std::result::Result<Vec<(bytes::Bytes, http::HeaderValue)>, String> {
+fn read_headers(path: &str) -> std::result::Result<Vec<(bytes::Bytes, http::HeaderName, http::HeaderValue)>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -88,9 +103,9 @@ fn read_headers(path: &str) -> std::result::Result<Vec<(bytes::Bytes, http::Head
             continue;
         }
         let (name, value) = line.split_once(':').ok_or_else(|| format!("{path}:{}: expected `name: value`", n + 1))?;
-        http::HeaderName::from_bytes(name.trim().as_bytes()).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
+        let parsed = http::HeaderName::from_bytes(name.trim().as_bytes()).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
         let value = http::HeaderValue::from_str(value.trim()).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
-        out.push((bytes::Bytes::copy_from_slice(name.trim().as_bytes()), value));
+        out.push((bytes::Bytes::copy_from_slice(name.trim().as_bytes()), parsed, value));
     }
     Ok(out)
 }
@@ -137,6 +152,7 @@ fn main() -> ExitCode {
     };
 
     let timeouts = std::env::var("BARE_PINGORA_PLUMBING_TIMEOUTS").map_or(true, |v| v != "0");
+    let case = std::env::var("BARE_PINGORA_PLUMBING_CASE").is_ok_and(|v| v == "1");
 
     let conf = ServerConf {
         threads,
@@ -151,14 +167,15 @@ fn main() -> ExitCode {
     let runtime = if conf.work_stealing { "work-stealing" } else { "no-steal" };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy = http_proxy_service(&server.configuration, PassThrough { upstream, plumbing: plumbing.clone(), timeouts });
+    let mut proxy = http_proxy_service(&server.configuration, PassThrough { upstream, plumbing: plumbing.clone(), timeouts, case });
     proxy.add_tcp(&listen);
     server.add_service(proxy);
     let mode = match &plumbing {
         Some(h) => format!(
-            ", plumbing mode ({} headers added upstream, timeouts {})",
+            ", plumbing mode ({} headers added upstream, timeouts {}, names {})",
             h.len(),
-            if timeouts { "on" } else { "off" }
+            if timeouts { "on" } else { "off" },
+            if case { "as spelled, through append_header" } else { "lower-case, in the head's parts" }
         ),
         None => String::new(),
     };

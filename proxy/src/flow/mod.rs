@@ -7,6 +7,7 @@
 pub mod browser;
 pub mod forwarded;
 pub mod response;
+pub mod upstream;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,10 +60,9 @@ pub struct Forward {
 /// One identity header as the gateway adds it upstream.
 #[derive(Debug, Clone)]
 pub struct IdentityHeader {
-    /// The name as the identity module spells it (`X-Auth-Subject`, `OIDC_CLAIM_email`), checked to be a valid
-    /// header name when prepared: what mod_auth_openidc sends, and, being ready-made bytes shared by every request
-    /// of the session or token, it spares the gateway re-spelling the name for each request.
-    pub spelling: bytes::Bytes,
+    /// The name the identity module gives it (`X-Auth-Subject`, `OIDC_CLAIM_email`), parsed once when prepared and
+    /// shared by every request of the session or token; it goes out lower-case ([`upstream`] says why).
+    pub name: HeaderName,
     pub value: HeaderValue,
 }
 
@@ -209,7 +209,7 @@ fn header_values(pairs: Vec<(String, String)>) -> IdentityHeaders {
     let mut out = Vec::with_capacity(pairs.len());
     for (name, value) in pairs {
         match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
-            (Ok(_), Ok(v)) => out.push(IdentityHeader { spelling: bytes::Bytes::from(name), value: v }),
+            (Ok(n), Ok(v)) => out.push(IdentityHeader { name: n, value: v }),
             _ => tracing::warn!(header = %name, "identity header dropped: not a valid header"),
         }
     }
@@ -592,7 +592,7 @@ mod tests {
             }
         };
         let value = |headers: &IdentityHeaders, name: &str| {
-            let h = headers.iter().find(|h| h.spelling.as_ref() == name.as_bytes());
+            let h = headers.iter().find(|h| h.name == name);
             h.map(|h| h.value.to_str().expect("ascii").to_owned())
         };
 

@@ -18,8 +18,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::config::SecurityHeaders;
-use crate::flow::{App, AuthorizationHeader, Forward, LocalResponse, Outcome, Request, Trace};
-use crate::identity::headers::{is_forwarding_header, is_identity_header};
+use crate::flow::{upstream, App, Forward, LocalResponse, Outcome, Request, Trace};
 use crate::telemetry::access::AccessRecord;
 
 /// Keep idle ALB connections open longer than the ALB's own 60 s idle timeout (AWS's advice for targets).
@@ -194,8 +193,10 @@ impl ProxyHttp for Gateway {
         Ok(Box::new(peer))
     }
 
-    /// Rewrites the request for the upstream: the normalized path, no client-sent identity headers, ours, and
-    /// `X-Forwarded-*` as we believe them.
+    /// Rewrites the request for the upstream: the normalized path, and the headers as `flow::upstream` decides.
+    ///
+    /// The head is taken apart into `http` parts and rebuilt, so the headers are edited in a plain `HeaderMap`
+    /// rather than through Pingora's case-preserving setters (`flow::upstream` says why names go out lower-case).
     async fn upstream_request_filter(
         &self,
         _session: &mut Session,
@@ -205,58 +206,25 @@ impl ProxyHttp for Gateway {
         let Some(forward) = ctx.forward.as_ref() else {
             return Error::e_explain(ErrorType::InternalError, "no forward decision for this request");
         };
+        let end_stream = upstream_request.send_end_stream();
+        let empty = RequestHeader::from(http::Request::new(()).into_parts().0);
+        let mut parts: http::request::Parts = std::mem::replace(upstream_request, empty).into();
         // Most requests arrive already normalized and in origin form: then the URI stays as it is (no re-parse).
-        let unchanged = upstream_request.uri.scheme().is_none()
-            && upstream_request.uri.path_and_query().map(|p| p.as_str()) == Some(forward.path_and_query.as_str());
+        // The rebuilt head sends the URI's path, so an absolute-form target reaches the app in origin form.
+        let unchanged = parts.uri.scheme().is_none()
+            && parts.uri.path_and_query().map(|p| p.as_str()) == Some(forward.path_and_query.as_str());
         if !unchanged {
-            let uri: http::Uri = forward
+            parts.uri = forward
                 .path_and_query
                 .parse()
                 .map_err(|_| Error::explain(ErrorType::InternalError, "normalized path is not a valid URI"))?;
-            upstream_request.set_uri(uri);
         }
-
-        let prefix = &self.app.config.identity.header_prefix;
-        // Take out first, add after: whatever the client sent in our namespace (identity spoofing) and the
-        // forwarding headers we write ourselves, then the credentials the app must not see. Removing before adding
-        // also lets the header map grow at most once on the way (each growth rehashes and moves the whole map).
-        let replaced: Vec<http::HeaderName> = upstream_request
-            .headers
-            .keys()
-            .filter(|name| is_identity_header(name.as_str(), prefix) || is_forwarding_header(name.as_str()))
-            .cloned()
-            .collect();
-        for name in replaced {
-            upstream_request.remove_header(&name);
+        upstream::rewrite_headers(&mut parts.headers, forward, &self.app.config.identity.header_prefix)
+            .map_err(|e| Error::explain(ErrorType::InternalError, e.to_string()))?;
+        *upstream_request = RequestHeader::from(parts);
+        if let Some(end_stream) = end_stream {
+            upstream_request.set_send_end_stream(end_stream);
         }
-        match &forward.authorization {
-            AuthorizationHeader::Keep => {}
-            AuthorizationHeader::Drop => {
-                upstream_request.remove_header("authorization");
-            }
-            AuthorizationHeader::Replace(v) => {
-                upstream_request.insert_header("authorization", v.as_str())?;
-            }
-        }
-        match &forward.cookie {
-            None => {}
-            Some(None) => {
-                upstream_request.remove_header("cookie");
-            }
-            Some(Some(v)) => {
-                upstream_request.insert_header("cookie", v.as_str())?;
-            }
-        }
-        // None of these names is left by now, so appending is safe and skips a search per header. Each name goes in
-        // spelled as the app should see it (Pingora keeps the spelling it is given); an identity header's prepared
-        // spelling is a shared `Bytes`, so Pingora does not re-spell it per request.
-        for h in forward.identity.iter() {
-            upstream_request.append_header(h.spelling.clone(), h.value.clone())?;
-        }
-        let ext = &forward.external;
-        upstream_request.append_header("X-Forwarded-For", ext.forwarded_for.as_str())?;
-        upstream_request.append_header("X-Forwarded-Proto", http::HeaderValue::from_static(ext.scheme))?;
-        upstream_request.append_header("X-Forwarded-Host", ext.host.as_str())?;
         Ok(())
     }
 
