@@ -1,7 +1,7 @@
 //! Headers the upstream receives: which inbound ones to strip, and the identity ones to add.
 //!
 //! # Stripping
-//! On every route, public ones included, the gateway removes each inbound header for which
+//! On every route, public ones included, `flow::upstream` removes each inbound header for which
 //! [`is_identity_header`] is true, then adds [`upstream_headers`]. Two things are stripped whatever the host's
 //! `claim_headers` mode:
 //! - our namespace (`X-Auth-` by default), compared case-insensitively **and with `_` and `-` treated alike**:
@@ -11,8 +11,8 @@
 //!   migrated from mod_auth_openidc may read them even on a host where we do not send them, so a client must never
 //!   be able to supply them.
 //!
-//! The gateway also removes a client's `X-Forwarded-For/Proto/Host` and `Forwarded` ([`is_forwarding_header`], with
-//! the same `_` folding) before it writes its own `X-Forwarded-*`.
+//! It also removes a client's `X-Forwarded-For/Proto/Host` and `Forwarded` ([`is_forwarding_header`], with the
+//! same `_` folding) before it writes the gateway's own `X-Forwarded-*`.
 //!
 //! # Value encoding of `X-Auth-*`
 //! Values are visible ASCII: control characters (CR, LF, TAB, NUL, ...) are dropped, `%` and every non-ASCII
