@@ -12,12 +12,9 @@
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::forwarded::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 use super::{AuthorizationHeader, Forward};
 use crate::identity::headers::{is_forwarding_header, is_identity_header};
-
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// A header the sidecar meant to send upstream could not be one (the app gets no request with it missing).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
