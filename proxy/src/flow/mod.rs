@@ -310,6 +310,8 @@ impl App {
         let mut session_token: Option<String> = None;
         let mut prepared: Option<Arc<Prepared>> = None;
         let mut bearer_token: Option<Arc<VerifiedToken>> = None;
+        // The `Cookie` header upstream, when reading the session already decided it.
+        let mut cookie_decided: Option<Option<Option<String>>> = None;
         match bearer(req.headers) {
             Credential::Bearer(token) => match self.verifier.verify_access_token(token).await {
                 Ok(verified) => {
@@ -352,6 +354,7 @@ impl App {
                 }
                 match self.browser.authenticate(&req, host, &external).await {
                     Ok(session) => {
+                        cookie_decided = Some(session.upstream_cookie);
                         set_cookies = session.set_cookies;
                         if let Some(p) = session.principal {
                             if !self.browser.csrf_ok(req.method, req.headers, host, &external) {
@@ -403,7 +406,7 @@ impl App {
         }
 
         // 5. Forward with identity: a repeated token's prepared headers, or headers made now (and remembered).
-        let cookie = self.browser.upstream_cookie(req.headers, &external);
+        let cookie = cookie_decided.unwrap_or_else(|| self.browser.upstream_cookie(req.headers, &external));
         if let Some(p) = &prepared {
             let identity = Some((p.headers.clone(), &*p.principal));
             return self.forward(host_idx, host, path_and_query, external, identity, set_cookies, None, cookie);

@@ -74,6 +74,8 @@ impl std::fmt::Debug for SetCookie {
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct CookieMap<'a> {
     map: HashMap<Cow<'a, str>, Cow<'a, str>, foldhash::fast::RandomState>,
+    /// Some part of the headers was not a `name=value` pair (skipped here, but still the app's business).
+    unparsed: bool,
 }
 
 impl std::fmt::Debug for CookieMap<'_> {
@@ -123,11 +125,14 @@ pub fn part_name(part: &str) -> &str {
 /// The `name=value` pairs of one `Cookie:` header, read as `cookie::Cookie::split_parse` reads them: parts without
 /// `=` or with an empty name skipped, name and value trimmed, nothing decoded.
 pub fn pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
-    parts(header).filter_map(|part| {
-        let eq = memchr::memchr(b'=', part.as_bytes())?;
-        let name = part[..eq].trim();
-        (!name.is_empty()).then(|| (name, part[eq + 1..].trim()))
-    })
+    parts(header).filter_map(pair)
+}
+
+/// One part as a `name=value` pair, or `None` without `=` or with an empty name.
+fn pair(part: &str) -> Option<(&str, &str)> {
+    let eq = memchr::memchr(b'=', part.as_bytes())?;
+    let name = part[..eq].trim();
+    (!name.is_empty()).then(|| (name, part[eq + 1..].trim()))
 }
 
 impl<'a> CookieMap<'a> {
@@ -149,9 +154,19 @@ impl<'a> CookieMap<'a> {
     }
 
     fn add_header(&mut self, header: &'a str) {
-        for (name, value) in pairs(header) {
-            self.map.entry(Cow::Borrowed(name)).or_insert(Cow::Borrowed(value));
+        for part in parts(header) {
+            match pair(part) {
+                Some((name, value)) => {
+                    self.map.entry(Cow::Borrowed(name)).or_insert(Cow::Borrowed(value));
+                }
+                None => self.unparsed = true,
+            }
         }
+    }
+
+    /// Whether every part of the headers was a `name=value` pair (then [`CookieMap::names`] names all of them).
+    pub fn all_parsed(&self) -> bool {
+        !self.unparsed
     }
 
     /// Inserts a cookie (tests, and callers that got cookies from elsewhere). An existing value is kept.

@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Access, HostConfig, SessionConfig};
@@ -67,6 +69,45 @@ pub struct SessionData {
     /// Absolute end of the session (unix seconds), fixed at login; a refresh never extends it.
     #[serde(rename = "x")]
     pub expires_at: u64,
+    /// What the request flow made of this session; never stored (see [`Derived`]).
+    #[serde(skip)]
+    pub derived: Derived,
+}
+
+/// What the request flow made of one opened session (its principal, assertion key and identity headers), kept on
+/// the shared session itself.
+///
+/// The store hands out the same `Arc<SessionData>` while the cookie (or Redis value) stays the same, so a session
+/// seen again finds what was made of it here, without a cache (and a lookup per request) of its own. Never
+/// serialized, never compared, and emptied by `Clone`: a changed session (refreshed, slid) is a copy, so it is
+/// derived anew and never shows the old roles. The session module does not know the type: the flow does.
+#[derive(Default)]
+pub struct Derived(OnceLock<Arc<dyn Any + Send + Sync>>);
+
+impl Derived {
+    /// The value made from this session, made by `make` on first use. Two requests racing on a new session may
+    /// both make one; the first stored is kept, and the other serves its own request only.
+    pub fn get_or_make<T: Any + Send + Sync>(&self, make: impl FnOnce() -> T) -> Arc<T> {
+        if let Some(kept) = self.0.get() {
+            // Only one type is ever kept; another is made afresh rather than trusted.
+            return Arc::clone(kept).downcast::<T>().unwrap_or_else(|_| Arc::new(make()));
+        }
+        let made = Arc::new(make());
+        let _ = self.0.set(made.clone());
+        made
+    }
+}
+
+impl Clone for Derived {
+    fn clone(&self) -> Self {
+        Derived::default()
+    }
+}
+
+impl PartialEq for Derived {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl std::fmt::Debug for SessionData {
@@ -101,6 +142,7 @@ impl SessionData {
             created_at: now,
             last_seen: now,
             expires_at: now.saturating_add(cfg.max_lifetime.as_secs()),
+            derived: Derived::default(),
         }
     }
 
@@ -238,6 +280,34 @@ mod tests {
 
     fn claims(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn what_was_derived_stays_with_the_shared_session_but_not_with_a_changed_copy() {
+        let cfg = session_config(vec![]);
+        let s = SessionData::new("u", claims(json!({"roles": ["reader"]})), 1000, &cfg);
+        let made = std::cell::Cell::new(0);
+        let make = || {
+            made.set(made.get() + 1);
+            format!("view {}", made.get())
+        };
+        let first = s.derived.get_or_make(make);
+        let again = s.derived.get_or_make(make);
+        assert!(Arc::ptr_eq(&first, &again), "the same session reuses what was made of it");
+        assert_eq!(made.get(), 1);
+        // A refreshed or slid session is a copy: it derives anew.
+        let mut changed = s.clone();
+        changed.touch(2000);
+        assert_eq!(*changed.derived.get_or_make(make), "view 2");
+        // Never stored: the sealed JSON does not carry it, and an opened session starts empty.
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(!json.contains("view"), "{json}");
+        let opened: SessionData = serde_json::from_str(&json).unwrap();
+        assert_eq!(opened, s, "compared without it");
+        assert_eq!(*opened.derived.get_or_make(make), "view 3");
+        // Another type than the one kept is made afresh, never mistaken for it.
+        assert_eq!(*s.derived.get_or_make(|| 7_u32), 7);
+        assert_eq!(*s.derived.get_or_make(make), "view 1");
     }
 
     #[test]

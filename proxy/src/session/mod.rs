@@ -44,7 +44,7 @@ pub mod seal;
 pub mod store;
 
 pub use cookies::{CookieMap, CookieSettings, SetCookie};
-pub use data::{filter_claims, kept_claims, merge_claims, unix_now, SessionData, DEFAULT_KEPT_CLAIMS};
+pub use data::{filter_claims, kept_claims, merge_claims, unix_now, Derived, SessionData, DEFAULT_KEPT_CLAIMS};
 pub use pending::PendingLogin;
 pub use redis::{RedisOptions, RedisStore, RefreshLock};
 pub use refresh::{refresh_key, SingleFlight};

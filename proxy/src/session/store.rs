@@ -83,8 +83,17 @@ struct Opened {
 
 type OpenedCache = moka::sync::Cache<String, Opened, foldhash::fast::RandomState>;
 
-/// Bytes of sealed values (and about as much again of opened sessions) the cache may hold.
-const OPENED_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// Estimated bytes the cache may keep alive: sealed values, the sessions they open to, and what the flow derived
+/// from each ([`super::Derived`]: its principal and identity headers).
+const OPENED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// A rough size of what one entry keeps alive: the sealed value, the opened session (about as large), and what the
+/// flow derives from it (the claims again in the principal, the lists again in the identity headers and the
+/// assertion: about twice more, plus a fixed part). A user in 200 Entra groups weighs about 45 KB, one in a few
+/// groups about 4 KB.
+fn opened_weight(sealed: &str, o: &Opened) -> u32 {
+    u32::try_from(4 * sealed.len() + 2048 + o.purpose.len()).unwrap_or(u32::MAX)
+}
 
 /// How long an opened session stays cached without use.
 const OPENED_CACHE_IDLE: Duration = Duration::from_secs(300);
@@ -92,9 +101,7 @@ const OPENED_CACHE_IDLE: Duration = Duration::from_secs(300);
 fn opened_cache() -> OpenedCache {
     moka::sync::Cache::builder()
         .max_capacity(OPENED_CACHE_BYTES)
-        .weigher(|sealed: &String, o: &Opened| {
-            u32::try_from(2 * sealed.len() + o.purpose.len()).unwrap_or(u32::MAX)
-        })
+        .weigher(|sealed: &String, o: &Opened| opened_weight(sealed, o))
         .time_to_idle(OPENED_CACHE_IDLE)
         .build_with_hasher(foldhash::fast::RandomState::default())
 }
@@ -453,6 +460,32 @@ mod tests {
         let back = st.load_at(&jar, true, NOW + 10).await.unwrap().unwrap();
         assert_eq!(*back, d);
         assert!(!set[0].header.contains("rt-123"));
+    }
+
+    #[test]
+    fn opened_sessions_are_weighed_by_what_they_keep_alive() {
+        use crate::identity::{AuthMethod, Principal};
+        let st = cookie_store(&[1]);
+        let purpose = cookie_purpose("__Host-oidc_session");
+        let weigh = |groups: usize| {
+            let groups: Vec<String> = (0..groups).map(|i| format!("{i:08x}-aaaa-bbbb-cccc-000000000000")).collect();
+            let d = session(&st, json!({"oid": "o", "groups": groups}));
+            let json = serde_json::to_vec(&d).unwrap();
+            let sealed = st.ring.load().seal(&purpose, &json);
+            // What the flow derives: the claims once more in the principal (its lists besides).
+            let principal = Principal::from_claims(&d.claims, 1_800_003_600, AuthMethod::Session);
+            let derived = json.len() + principal.groups.iter().map(|g| g.len() + 24).sum::<usize>();
+            let opened = Opened { purpose: purpose.clone().into(), ring: st.ring.load_full(), data: Arc::new(d) };
+            (opened_weight(&sealed, &opened), sealed.len() + json.len() + derived)
+        };
+        let (small, _) = weigh(0);
+        assert!((2048..8192).contains(&small), "{small}");
+        // 200 groups keep about 25 KB alive past the sealed value (the list in the session, the principal and the
+        // identity headers): the weight counts more than the value, the session and the principal together.
+        let (large, counted) = weigh(200);
+        assert!(u64::from(large) > counted as u64 && large > 40_000, "{large} vs {counted}");
+        let fit = OPENED_CACHE_BYTES / u64::from(large);
+        assert!(fit < 1_000, "the bound holds a few hundred such sessions, not thousands: {fit}");
     }
 
     #[tokio::test]

@@ -48,6 +48,9 @@ pub struct SessionAuth {
     pub cache_key: Option<[u8; 32]>,
     /// The session's identity headers per host, kept with its view.
     pub headers: Option<Arc<SessionHeaders>>,
+    /// The `Cookie` header to send upstream, decided from the cookies read for the session (what
+    /// [`Browser::upstream_cookie`] answers, without reading the header again).
+    pub upstream_cookie: Option<Option<String>>,
 }
 
 /// The sidecar's own endpoints under `session.paths`.
@@ -66,28 +69,13 @@ struct Loaded {
     data: Option<Arc<SessionData>>,
 }
 
-/// What an opened session means for the flow, made once per opened session (see `Browser::views`).
+/// What an opened session means for the flow, made once per opened session and kept on it
+/// ([`crate::session::Derived`]): the store hands out the same shared session while its cookie (or Redis value) is
+/// unchanged, so a session's claims are turned into a principal once, not on every request.
 struct View {
-    /// Held so the session's `Arc` (whose address is the key) cannot be freed and reused while cached.
-    data: Arc<SessionData>,
     principal: Arc<Principal>,
     cache_key: [u8; 32],
     headers: Arc<SessionHeaders>,
-}
-
-/// Estimated bytes of opened sessions and principals `Browser::views` may keep alive.
-const VIEWS_CACHE_BYTES: u64 = 16 * 1024 * 1024;
-
-/// A rough size of what a cached view holds: the session (claims, tokens), its principal (claims again, lists) and
-/// the identity headers made from them (the assertion, the lists once more; made later, so estimated here).
-fn view_weight(v: &View) -> u32 {
-    let p = &v.principal;
-    let items = p.groups.len() + p.roles.len() + p.scopes.len() + 2 * p.claims.len();
-    let tokens = [&v.data.access_token, &v.data.refresh_token, &v.data.id_token]
-        .iter()
-        .map(|t| t.as_ref().map_or(0, String::len))
-        .sum::<usize>();
-    u32::try_from(2048 + 2 * 64 * items + tokens).unwrap_or(u32::MAX)
 }
 
 /// The longest ID token kept in a cookie-store session for logout's `id_token_hint`: a larger one (Entra, many
@@ -113,11 +101,6 @@ pub struct Browser {
     /// Some host forwards the session's access token or shows it in `userinfo`, so the session must keep it.
     keep_access_token: bool,
     refreshes: SingleFlight<[u8; 32], SessionData, refresh::Failure>,
-    /// Principals of opened sessions, by the address of the store's shared session: the store hands out the same
-    /// `Arc` while the cookie (or Redis value) stays the same, so a session's claims are turned into a principal
-    /// once, not on every request. Its expiry does not move while the session is unchanged: `now + remaining`
-    /// is the session's end.
-    views: moka::sync::Cache<usize, Arc<View>, foldhash::fast::RandomState>,
 }
 
 impl Browser {
@@ -156,13 +139,6 @@ impl Browser {
             keep_access_token: config.hosts.iter().any(|h| h.forward_access_token || h.userinfo_access_token),
             client_id: config.provider.client_id.clone(),
             refreshes: SingleFlight::new(REFRESH_GRACE),
-            // Weighed by an estimate of the bytes an entry keeps alive (the session and its principal), so users with
-            // hundreds of groups cannot make it grow past the bound.
-            views: moka::sync::Cache::builder()
-                .max_capacity(VIEWS_CACHE_BYTES)
-                .weigher(|_, v: &Arc<View>| view_weight(v))
-                .time_to_idle(Duration::from_secs(300))
-                .build_with_hasher(foldhash::fast::RandomState::default()),
         })
     }
 
@@ -212,7 +188,10 @@ impl Browser {
         host: &HostConfig,
         external: &External,
     ) -> Result<SessionAuth, LocalResponse> {
-        self.load_session(req.headers, host, external).await.map(|l| l.auth)
+        let cookies = CookieMap::from_headers(req.headers);
+        let mut auth = self.load_session_from(&cookies, host, external).await?.auth;
+        auth.upstream_cookie = self.upstream_cookie_of(&cookies, req.headers);
+        Ok(auth)
     }
 
     /// The answer to an unauthenticated request on a protected route.
@@ -245,6 +224,26 @@ impl Browser {
         strip_cookies(headers, &[self.store.settings(true), self.store.settings(false)])
     }
 
+    /// [`Browser::upstream_cookie`] from cookies already read: a session request reads its cookie header once.
+    fn upstream_cookie_of(&self, cookies: &CookieMap<'_>, headers: &HeaderMap) -> Option<Option<String>> {
+        let jars = [self.store.settings(true), self.store.settings(false)];
+        let own = |name: &str| jars.iter().any(|j| j.is_own_cookie(name));
+        let (mut any_own, mut all_own) = (false, cookies.all_parsed());
+        for name in cookies.names() {
+            if own(name) {
+                any_own = true;
+            } else {
+                all_own = false;
+            }
+        }
+        match (any_own, all_own) {
+            (false, _) => None,
+            (true, true) => Some(None),
+            // Ours and the app's together: the header is rebuilt without ours, as it came.
+            (true, false) => strip_cookies(headers, &jars),
+        }
+    }
+
     // === sessions ===
 
     /// The request's session: loaded, refreshed when its access token is about to expire, slid when idle long
@@ -259,18 +258,27 @@ impl Browser {
         host: &HostConfig,
         external: &External,
     ) -> Result<Loaded, LocalResponse> {
+        self.load_session_from(&CookieMap::from_headers(headers), host, external).await
+    }
+
+    /// [`Browser::load_session`] from the request's cookies, already read.
+    async fn load_session_from(
+        &self,
+        cookies: &CookieMap<'_>,
+        host: &HostConfig,
+        external: &External,
+    ) -> Result<Loaded, LocalResponse> {
         let secure = is_secure(host, external);
-        let cookies = CookieMap::from_headers(headers);
-        if !self.store.has_session_cookie(&cookies, secure) {
+        if !self.store.has_session_cookie(cookies, secure) {
             return Ok(Loaded { auth: SessionAuth::default(), data: None });
         }
         let now = unix_now();
-        let mut data = match self.store.load_at(&cookies, secure, now).await {
+        let mut data = match self.store.load_at(cookies, secure, now).await {
             Ok(Some(d)) => d,
             Ok(None) => {
                 // Tampered, truncated, foreign, expired or unknown to Redis: no session, and the cookie goes.
                 tracing::debug!("session cookie did not open or has expired; clearing it");
-                return Ok(Loaded { auth: cleared(self.store.clear_cookies(&cookies, secure)), data: None });
+                return Ok(Loaded { auth: cleared(self.store.clear_cookies(cookies, secure)), data: None });
             }
             Err(e) => return Err(store_unavailable(&e)),
         };
@@ -280,11 +288,11 @@ impl Browser {
                 Ok(new) => {
                     data = Arc::new(new);
                     Arc::make_mut(&mut data).touch(now);
-                    match Box::pin(self.store.save(&data, &cookies, secure)).await {
+                    match Box::pin(self.store.save(&data, cookies, secure)).await {
                         Ok(sets) => set_cookies = sets.into_iter().map(|c| c.header).collect(),
                         Err(e) => {
                             tracing::warn!(error = %e, "refreshed session could not be stored; ending it");
-                            return Ok(Box::pin(self.end(&data, &cookies, secure)).await);
+                            return Ok(Box::pin(self.end(&data, cookies, secure)).await);
                         }
                     }
                 }
@@ -294,12 +302,12 @@ impl Browser {
                 }
                 Err(failure) => {
                     tracing::info!(reason = %failure, "access token refresh failed; ending the session");
-                    return Ok(Box::pin(self.end(&data, &cookies, secure)).await);
+                    return Ok(Box::pin(self.end(&data, cookies, secure)).await);
                 }
             }
         } else if data.needs_touch(now, &self.cfg) {
             Arc::make_mut(&mut data).touch(now);
-            match Box::pin(self.store.save(&data, &cookies, secure)).await {
+            match Box::pin(self.store.save(&data, cookies, secure)).await {
                 Ok(sets) => set_cookies = sets.into_iter().map(|c| c.header).collect(),
                 // Not fatal: the session is valid, only its inactivity clock did not move this time.
                 Err(e) => tracing::warn!(error = %e, "could not slide the session's inactivity timeout"),
@@ -313,24 +321,20 @@ impl Browser {
             access_token: data.access_token_valid(now).filter(|_| host.forward_access_token).map(str::to_owned),
             cache_key: Some(view.cache_key),
             headers: Some(view.headers.clone()),
+            // Decided by `authenticate`, which read the cookies.
+            upstream_cookie: None,
         };
         Ok(Loaded { auth, data: Some(data) })
     }
 
-    /// The principal and assertion cache key of an opened session, made once per shared session.
-    fn view(&self, data: &Arc<SessionData>, now: u64) -> Arc<View> {
-        let key = Arc::as_ptr(data) as usize;
-        if let Some(v) = self.views.get(&key).filter(|v| Arc::ptr_eq(&v.data, data)) {
-            return v;
-        }
-        let v = Arc::new(View {
-            data: data.clone(),
+    /// The principal and assertion cache key of an opened session, made once per shared session. Its expiry does
+    /// not move while the session is unchanged: `now + remaining` is the session's end.
+    fn view(&self, data: &SessionData, now: u64) -> Arc<View> {
+        data.derived.get_or_make(|| View {
             principal: Arc::new(session_principal(data, now, &self.cfg)),
             cache_key: cache_key(data),
             headers: Arc::default(),
-        });
-        self.views.insert(key, v.clone());
-        v
+        })
     }
 
     /// Ends a session that can no longer be used: its Redis entry deleted (best effort) and its cookies cleared.

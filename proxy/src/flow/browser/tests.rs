@@ -122,26 +122,38 @@ fn navigations_are_redirected_to_login_and_api_calls_get_401() {
     assert!(body.get("login_url").is_none());
 }
 
-#[test]
-fn own_cookies_never_reach_the_upstream() {
+#[tokio::test]
+async fn own_cookies_never_reach_the_upstream() {
     let cfg = config("");
     let b = browser(&cfg);
     let ext = external("https", "app.example.com");
-    assert_eq!(b.upstream_cookie(&headers(&[]), &ext), None);
-    assert_eq!(b.upstream_cookie(&headers(&[("cookie", "theme=dark; lang=en")]), &ext), None);
-    assert_eq!(
-        b.upstream_cookie(
-            &headers(&[("cookie", "theme=dark; __Host-oidc_session.0=abc; __Host-oidc_session.1=def; lang=en")]),
-            &ext
+    // The request's Cookie headers, and what the app gets: keep the header, drop it, or this instead.
+    type Case<'a> = (&'a [(&'a str, &'a str)], Option<Option<&'a str>>);
+    let cases: &[Case] = &[
+        (&[], None),
+        (&[("cookie", "theme=dark; lang=en")], None),
+        (
+            &[("cookie", "theme=dark; __Host-oidc_session.0=abc; __Host-oidc_session.1=def; lang=en")],
+            Some(Some("theme=dark; lang=en")),
         ),
-        Some(Some("theme=dark; lang=en".into()))
-    );
-    assert_eq!(
-        b.upstream_cookie(&headers(&[("cookie", "__Host-oidc_session=abc; __Host-oidc_login_abcdefgh=x")]), &ext),
-        Some(None)
-    );
-    // The http (local demo) names are ours too.
-    assert_eq!(b.upstream_cookie(&headers(&[("cookie", "oidc_session=abc; a=1")]), &ext), Some(Some("a=1".into())));
+        (&[("cookie", "__Host-oidc_session=abc; __Host-oidc_login_abcdefgh=x")], Some(None)),
+        // Over several Cookie headers, and a repeated name.
+        (&[("cookie", "__Host-oidc_session=abc"), ("cookie", "__Host-oidc_session=def")], Some(None)),
+        (&[("cookie", "__Host-oidc_session=abc"), ("cookie", "a=1")], Some(Some("a=1"))),
+        // A part that is no pair is the app's, even beside nothing but ours.
+        (&[("cookie", "__Host-oidc_session=abc; junk")], Some(Some("junk"))),
+        // The http (local demo) names are ours too.
+        (&[("cookie", "oidc_session=abc; a=1")], Some(Some("a=1"))),
+    ];
+    for (sent, upstream) in cases {
+        let h = headers(sent);
+        let expected = upstream.map(|u| u.map(str::to_owned));
+        assert_eq!(b.upstream_cookie(&h, &ext), expected, "{sent:?}");
+        // A session request decides it from the cookies read for the session, to the same answer.
+        let req = Request { method: &Method::GET, path: "/", query: None, headers: &h, body: None, peer: None };
+        let auth = b.authenticate(&req, &cfg.hosts[0], &ext).await.expect("no store error");
+        assert_eq!(auth.upstream_cookie, expected, "{sent:?}");
+    }
 }
 
 #[test]
@@ -360,25 +372,3 @@ async fn without_client_credentials_sign_in_is_off_but_the_sidecar_starts() {
     assert!(Browser::new(&cfg, keys).is_err());
 }
 
-#[test]
-fn cached_views_are_weighed_by_what_they_keep_alive() {
-    use crate::identity::{AuthMethod, Principal};
-    let cfg = crate::session::seal::tests::session_config(vec![]);
-    let view = |groups: usize| {
-        let claims = serde_json::json!({
-            "oid": "o",
-            "groups": (0..groups).map(|i| format!("{i:08x}-aaaa-bbbb-cccc-000000000000")).collect::<Vec<_>>(),
-        });
-        let claims = claims.as_object().cloned().unwrap();
-        let data = Arc::new(SessionData::new("o", claims.clone(), 1_800_000_000, &cfg));
-        let principal = Arc::new(Principal::from_claims(&claims, 1_800_003_600, AuthMethod::Session));
-        View { data, principal, cache_key: [0; 32], headers: Arc::default() }
-    };
-    let small = view_weight(&view(0));
-    let large = view_weight(&view(200));
-    assert!((1024..4096).contains(&small), "{small}");
-    // 200 groups keep ~25 KB alive (the list twice: in the claims and in the principal): the weight says so.
-    assert!(large > 25_000, "{large}");
-    let fit = VIEWS_CACHE_BYTES / u64::from(large);
-    assert!(fit < 1_000, "the bound holds a few hundred such sessions, not thousands: {fit}");
-}
