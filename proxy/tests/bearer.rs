@@ -476,3 +476,66 @@ async fn mod_auth_openidc_claim_headers_for_migrated_apps() {
     assert_eq!(echo.header("x-auth-method"), Some("bearer"));
     assert!(echo.header("authorization").is_none());
 }
+
+/// One request on an open connection, read until its whole response (headers, then `Content-Length` bytes of body)
+/// has come: its status code.
+async fn request_on(stream: &mut tokio::net::TcpStream, path: &str, token: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {token}\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the connection closed mid-response");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                .and_then(|v| v.parse::<usize>().ok())
+                .expect("a Content-Length");
+            if body.len() >= length {
+                return head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            }
+        }
+    }
+}
+
+/// The sidecar's side of the one established connection to its listener, as `ss` shows it (with its timers).
+fn server_socket(port: u16) -> String {
+    let out = std::process::Command::new("ss")
+        .args(["-tnoH", "state", "established", &format!("( sport = :{port} )")])
+        .output()
+        .expect("ss (iproute2) runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_clients_stay_connected_until_they_close_unless_a_limit_is_set() {
+    use tokio::io::AsyncReadExt;
+    let provider = TestProvider::start().await;
+    let upstream = EchoUpstream::start().await.unwrap();
+    let token = provider.sign(provider.default_claims());
+
+    // Default: an idle connection is the client's (the ALB's) to close; the kernel probes it for a dead peer.
+    let sidecar = Sidecar::start(&api_config(&provider, &upstream.url(), "")).await;
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", sidecar.port)).await.unwrap();
+    assert_eq!(request_on(&mut conn, "/items", &token).await, 200);
+    let socket = server_socket(sidecar.port);
+    assert!(socket.contains("timer:(keepalive"), "TCP keep-alive on the client's connection: {socket}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(request_on(&mut conn, "/items", &token).await, 200, "still open after idling");
+    drop(sidecar);
+
+    // With `server.downstream_idle_timeout`, the sidecar closes an idle connection itself.
+    let limited = api_config(&provider, &upstream.url(), "")
+        .replacen("[server]\n", "[server]\ndownstream_idle_timeout = \"1s\"\n", 1);
+    let sidecar = Sidecar::start(&limited).await;
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", sidecar.port)).await.unwrap();
+    assert_eq!(request_on(&mut conn, "/items", &token).await, 200);
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0))), "closed by the sidecar after idling: {read:?}");
+}

@@ -9,20 +9,24 @@
 //!
 //! Plumbing mode (`BARE_PINGORA_PLUMBING=<file>`, bench system (c'') `pingora-plumbing`): still no check of
 //! any kind, but the per-request work any production proxy in the sidecar's place must do before it checks
-//! anything, done the way the sidecar's gateway does it: the downstream keep-alive timeout the ALB needs, the
-//! upstream connect/read/write/idle timeouts (the sidecar's defaults), the `Cookie` header dropped, and the
+//! anything, done the way the sidecar's gateway does it: the downstream keep-alive left to the client (the ALB),
+//! the upstream connect/read/write/idle timeouts (the sidecar's defaults), the `Cookie` header dropped, and the
 //! headers listed in the file (`name: value` per line: what the sidecar added upstream for a session request,
 //! captured by `bench/session/capture-upstream.sh`) appended. The sidecar's distance to this system is what
 //! authentication, sessions, logging and metrics cost; its distance to plain pass-through also includes this.
 //! `BARE_PINGORA_PLUMBING_TIMEOUTS=0` leaves the timeouts out (the headers' share alone). Headers are edited as the
 //! gateway edits them, in the head's plain `http` parts (names lower-case); `BARE_PINGORA_PLUMBING_CASE=1` goes
-//! through Pingora's case-preserving `append_header` instead, as the gateway did until 30 Nov 2026.
+//! through Pingora's case-preserving `append_header` instead, as the gateway did until 30 Nov 2026. Like the
+//! gateway, plumbing mode runs without Pingora's default downstream module (response compression, added disabled);
+//! plain pass-through keeps it, as Pingora ships.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use pingora::modules::http::compression::ResponseCompressionBuilder;
+use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 
@@ -31,7 +35,7 @@ struct PassThrough {
     upstream: SocketAddr,
     /// Plumbing mode: the headers to add upstream (see the module docs).
     plumbing: Option<Vec<(bytes::Bytes, http::HeaderName, http::HeaderValue)>>,
-    /// Plumbing mode with the sidecar's keep-alive and upstream timeouts (the default).
+    /// Plumbing mode with the sidecar's upstream timeouts (the default).
     timeouts: bool,
     /// Plumbing mode through Pingora's case-preserving `append_header` (the gateway before 30 Nov 2026).
     case: bool,
@@ -43,10 +47,17 @@ impl ProxyHttp for PassThrough {
 
     fn new_ctx(&self) -> Self::CTX {}
 
+    fn init_downstream_modules(&self, modules: &mut HttpModules) {
+        if self.plumbing.is_none() {
+            // Pingora's default, which plain pass-through keeps.
+            modules.add_module(ResponseCompressionBuilder::enable(0));
+        }
+    }
+
     async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<bool> {
-        if self.plumbing.is_some() && self.timeouts {
-            // As oidc-sidecar's gateway: outlive the ALB's 60 s idle timeout.
-            session.set_keepalive(Some(75));
+        if self.plumbing.is_some() {
+            // As oidc-sidecar's gateway by default: idle connections are the client's (the ALB's) to close.
+            session.set_keepalive(Some(0));
         }
         Ok(false)
     }

@@ -79,6 +79,10 @@ fn write_all(out: &mut String, c: &Config) -> std::fmt::Result {
         humantime::format_duration(s.upstream_read_timeout),
         humantime::format_duration(s.upstream_idle_timeout)
     )?;
+    match s.downstream_idle_timeout {
+        None => writeln!(out, "  clients       idle connections kept until the client (the ALB) closes them")?,
+        Some(d) => writeln!(out, "  clients       idle connections closed after {}", humantime::format_duration(d))?,
+    }
     writeln!(
         out,
         "  shutdown      grace {}, then {}; logs {}",

@@ -461,6 +461,10 @@ impl Ctx {
                 Duration::from_secs(4),
                 true,
             )?,
+            downstream_idle_timeout: match raw.downstream_idle_timeout {
+                None => None,
+                Some(text) => Some(self.duration("server.downstream_idle_timeout", Some(text), Duration::ZERO, false)?),
+            },
             log_format: match raw.log_format {
                 Some(RawLogFormat::Text) => LogFormat::Text,
                 Some(RawLogFormat::Json) | None => LogFormat::Json,
@@ -1024,9 +1028,9 @@ pub(crate) const DEFAULT_ALGORITHMS: [Algorithm; 9] = [
 /// serde speaks Rust types; say it in the file's words.
 fn type_hint(key: &str, message: &str) -> String {
     let message = message.replace("expected usize", "expected a whole number (0 or more)");
-    const DURATIONS: [&str; 14] = [
+    const DURATIONS: [&str; 15] = [
         "grace_period", "shutdown_timeout", "upstream_connect_timeout", "upstream_read_timeout",
-        "upstream_idle_timeout", "clock_skew", "jwks_refresh", "jwks_refetch_cooldown", "assertion_ttl",
+        "upstream_idle_timeout", "downstream_idle_timeout", "clock_skew", "jwks_refresh", "jwks_refetch_cooldown", "assertion_ttl",
         "inactivity_timeout", "max_lifetime", "refresh_margin", "timeout", "ttl",
     ];
     let leaf = key.rsplit('.').next().unwrap_or(key);

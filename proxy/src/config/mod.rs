@@ -56,6 +56,11 @@ pub struct ServerConfig {
     pub upstream_read_timeout: Duration,
     /// How long an idle pooled upstream connection is kept. Default 4 s: below uvicorn's 5 s keep-alive.
     pub upstream_idle_timeout: Duration,
+    /// How long a client's connection may sit idle between requests before the sidecar closes it. Default `None`:
+    /// until the client closes it. Behind the ALB that is what AWS asks of a target (the ALB closes idle
+    /// connections at its own idle timeout, whatever it is set to; a target that closes first races it into 502s),
+    /// and it spares every request a timer. Dead peers are found by TCP keep-alive either way.
+    pub downstream_idle_timeout: Option<Duration>,
     /// `json` (default) or `text`.
     pub log_format: LogFormat,
 }

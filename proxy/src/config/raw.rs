@@ -38,6 +38,7 @@ pub struct RawServer {
     pub upstream_connect_timeout: Option<String>,
     pub upstream_read_timeout: Option<String>,
     pub upstream_idle_timeout: Option<String>,
+    pub downstream_idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::prelude::{HttpPeer, Session};
 use pingora::proxy::{FailToProxy, ProxyHttp};
 use pingora::{Error, ErrorSource, ErrorType, Result};
@@ -21,15 +22,15 @@ use crate::config::SecurityHeaders;
 use crate::flow::{upstream, App, Forward, LocalResponse, Outcome, Request, Trace};
 use crate::telemetry::access::AccessRecord;
 
-/// Keep idle ALB connections open longer than the ALB's own 60 s idle timeout (AWS's advice for targets).
-const DOWNSTREAM_KEEPALIVE_SECS: u64 = 75;
-
 /// The callback's form_post body holds a code, a state and perhaps an ID token: 16 KiB is ample.
 const MAX_CALLBACK_BODY: usize = 16 * 1024;
 
 /// The Pingora application: a thin adapter around the pure [`App`].
 pub struct Gateway {
     pub app: Arc<App>,
+    /// Pingora's keep-alive setting for client connections: seconds idle before closing, 0 for "until the client
+    /// closes it".
+    keepalive_secs: u64,
 }
 
 /// Per-request state, from the first filter to `logging`.
@@ -49,7 +50,8 @@ pub struct Ctx {
 
 impl Gateway {
     pub fn new(app: Arc<App>) -> Self {
-        Gateway { app }
+        let keepalive_secs = keepalive_secs(app.config.server.downstream_idle_timeout);
+        Gateway { app, keepalive_secs }
     }
 
     /// Writes a local answer. Not via `respond_error`, which closes the connection: the ALB's connection survives.
@@ -81,6 +83,14 @@ impl Gateway {
 
     fn security_headers(&self, host: usize) -> Option<&SecurityHeaders> {
         self.app.config.hosts.get(host).and_then(|h| h.security_headers.as_ref())
+    }
+}
+
+/// Pingora counts keep-alive in whole seconds, 0 meaning no limit: a configured timeout is rounded up, never to 0.
+fn keepalive_secs(idle: Option<Duration>) -> u64 {
+    match idle {
+        None => 0,
+        Some(d) => (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1),
     }
 }
 
@@ -125,9 +135,15 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    /// Runs first, before any module: sets the keep-alive the ALB needs.
+    /// No downstream modules. Pingora's default is a response-compression module, added disabled, whose filters
+    /// still run (and allocate) on every request. The sidecar never compresses: the app does, or the client's
+    /// side of the ALB.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+
+    /// Runs first, before any module: how long the client's connection may then sit idle (see
+    /// `server.downstream_idle_timeout`; by default until the client, the ALB, closes it).
     async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
-        session.set_keepalive(Some(DOWNSTREAM_KEEPALIVE_SECS));
+        session.set_keepalive(Some(self.keepalive_secs));
         Ok(())
     }
 
@@ -314,5 +330,18 @@ impl ProxyHttp for Gateway {
             error: e.map(|e| e.etype().as_str()),
         });
         crate::metrics::request(host, status, ctx.decision, latency.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_timeouts_become_whole_seconds_and_never_mean_unlimited_by_accident() {
+        assert_eq!(keepalive_secs(None), 0, "unset: until the client closes the connection");
+        assert_eq!(keepalive_secs(Some(Duration::from_secs(75))), 75);
+        assert_eq!(keepalive_secs(Some(Duration::from_millis(1500))), 2, "rounded up");
+        assert_eq!(keepalive_secs(Some(Duration::from_millis(200))), 1, "a short timeout is not 0, which is no limit");
     }
 }

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use pingora::listeners::TcpSocketOptions;
+use pingora::protocols::TcpKeepalive;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -97,7 +99,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Gateway::new(app.clone()),
         "oidc-sidecar",
     );
-    proxy.add_tcp(&config.server.listen.to_string());
+    proxy.add_tcp_with_settings(&config.server.listen.to_string(), client_socket_options());
     server.add_service(proxy);
 
     let mut admin = Service::new("admin".to_string(), Admin { app: app.clone() });
@@ -116,6 +118,28 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(10));
     Ok(())
 }
+
+/// TCP keep-alive on client connections: a peer that vanished without closing (a replaced ALB node, a broken
+/// path) is found by the kernel's probes and its connection closed, at no cost per request. The HTTP keep-alive
+/// stays unbounded by default (`server.downstream_idle_timeout`), so this is what reaps dead connections.
+fn client_socket_options() -> TcpSocketOptions {
+    let mut options = TcpSocketOptions::default();
+    options.tcp_keepalive = Some(TcpKeepalive {
+        idle: CLIENT_TCP_KEEPALIVE_IDLE,
+        interval: CLIENT_TCP_KEEPALIVE_INTERVAL,
+        count: CLIENT_TCP_KEEPALIVE_PROBES,
+        #[cfg(target_os = "linux")]
+        user_timeout: Duration::ZERO,
+    });
+    options
+}
+
+/// Probing starts after this long without traffic: above the ALB's default 60 s idle timeout, so a healthy ALB
+/// connection is closed by the ALB before it is ever probed.
+const CLIENT_TCP_KEEPALIVE_IDLE: Duration = Duration::from_secs(75);
+const CLIENT_TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// Unanswered probes before the connection is closed: a dead peer goes within 75 s + 4 x 15 s, about 2 minutes.
+const CLIENT_TCP_KEEPALIVE_PROBES: usize = 4;
 
 #[cfg(test)]
 mod tests {

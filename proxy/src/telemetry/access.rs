@@ -119,7 +119,8 @@ pub fn write_json(out: &mut Vec<u8>, r: &AccessRecord<'_>, at: SystemTime) {
 
 /// Milliseconds with microsecond precision (`12.345`), from integers: no float formatting.
 fn millis(out: &mut Vec<u8>, d: Duration) {
-    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    // In u64: `as_micros` is a u128, whose division by 1000 below would go through a software routine.
+    let us = d.as_secs().saturating_mul(1_000_000).saturating_add(u64::from(d.subsec_micros()));
     decimal(out, us / 1000);
     out.push(b'.');
     zero_padded(out, us % 1000, 3);

@@ -94,6 +94,7 @@ fn minimal_file_gets_documented_defaults() {
     assert_eq!(s.upstream_connect_timeout, Duration::from_secs(1));
     assert_eq!(s.upstream_read_timeout, Duration::from_secs(60));
     assert_eq!(s.upstream_idle_timeout, Duration::from_secs(4));
+    assert_eq!(s.downstream_idle_timeout, None, "idle clients are kept until they (the ALB) close");
     assert_eq!(s.log_format, LogFormat::Json);
 
     let p = &c.provider;
@@ -192,6 +193,7 @@ threads = 3
 trusted_proxies = ["10.0.0.0/16", "192.168.1.7", "10.1.2.3/8", "fd00::/8"]
 log_format = "text"
 grace_period = "0s"
+downstream_idle_timeout = "90s"
 
 [identity]
 header_prefix = "X-Ident-"
@@ -246,6 +248,7 @@ claims = [{ claim = "department", equals = "Sales" }, { claim = "amr", contains 
     assert_eq!(nets, ["10.0.0.0/16", "192.168.1.7/32", "10.0.0.0/8", "fd00::/8"]);
     assert_eq!(s.log_format, LogFormat::Text);
     assert_eq!(s.grace_period, Duration::ZERO);
+    assert_eq!(s.downstream_idle_timeout, Some(Duration::from_secs(90)));
     assert_eq!(c.identity.header_prefix, "X-Ident-");
     assert_eq!(c.session.cookie_domain.as_deref(), Some("example.com"));
     assert_eq!(c.session.max_cookie_bytes, 4096);
@@ -684,6 +687,18 @@ fn bad_cidr_duration_address() {
     assert_bad(&full("clock_skew = \"60 sec onds\"\n"), "clock_skew", "provider.clock_skew", "is not a duration");
     assert_bad(&full("clock_skew = \"1h\"\n"), "clock_skew", "provider.clock_skew", "above 10 minutes");
     assert_bad(&full("jwks_refresh = \"0s\"\n"), "jwks_refresh", "provider.jwks_refresh", "longer than zero");
+    assert_bad(
+        &full("[server]\ndownstream_idle_timeout = \"0s\"\n"),
+        "downstream_idle_timeout",
+        "server.downstream_idle_timeout",
+        "longer than zero",
+    );
+    assert_bad(
+        &full("[server]\ndownstream_idle_timeout = 75\n"),
+        "downstream_idle_timeout",
+        "server.downstream_idle_timeout",
+        "a duration is a string",
+    );
     assert_bad(&full("[server]\nlisten = \"0.0.0.0\"\n"), "listen", "server.listen", "not an address");
     assert_bad(&full("[server]\nadmin_listen = \"0.0.0.0:80\"\n"), "admin_listen", "server.admin_listen", "also server.listen");
     assert_bad(&full("[server]\nthreads = 0\n"), "threads", "server.threads", "at least 1");
