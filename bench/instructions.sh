@@ -14,6 +14,8 @@
 #
 #   bench/instructions.sh                                  # all six, 20000 requests each, about 5 minutes
 #   SYSTEMS="pingora-plumbing sidecar-cookie" N=5000 bench/instructions.sh
+#   KEEP_WORK=1 CALLGRIND_ARGS=--cache-sim=yes bench/instructions.sh   # also simulated cache misses, per function
+#                                                                       # (callgrind_annotate on the kept files)
 #
 # Needs: valgrind, ab (apache2-utils), nginx, openssl, python3, and the release builds run.sh uses.
 # Ports as run.sh's (18080, 18082, 18084, 18085, 18088, 18090, 18093, 19901-19903), so not while run.sh runs.
@@ -68,7 +70,8 @@ measure() {  # name port header -- command...
     local name=$1 port=$2 header=$3
     shift 4
     local out=$WORK/$name.callgrind
-    taskset -c "$SUT_CPU" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "$@" \
+    # shellcheck disable=SC2086 # CALLGRIND_ARGS is a list of options
+    taskset -c "$SUT_CPU" valgrind --tool=callgrind --instr-atstart=no ${CALLGRIND_ARGS:-} --callgrind-out-file="$out" "$@" \
         > "$WORK/$name.log" 2>&1 &
     local vpid=$!
     PIDS+=("$vpid")
