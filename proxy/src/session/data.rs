@@ -183,9 +183,11 @@ impl SessionData {
         now.saturating_sub(self.last_seen) >= step
     }
 
-    /// Records activity at `now` (then save the session; see [`SessionData::needs_touch`]).
+    /// Records activity at `now` (then save the session; see [`SessionData::needs_touch`]). What was derived from
+    /// the session goes too, even when it is changed in place rather than copied: the principal's end moved.
     pub fn touch(&mut self, now: u64) {
         self.last_seen = self.last_seen.max(now);
+        self.derived = Derived::default();
     }
 
     /// Seconds until the session ends for either reason (0 when expired): the Redis TTL and the cookie Max-Age.
@@ -299,12 +301,15 @@ mod tests {
         let mut changed = s.clone();
         changed.touch(2000);
         assert_eq!(*changed.derived.get_or_make(make), "view 2");
+        // Slid in place (nobody else held it), it derives anew too.
+        changed.touch(3000);
+        assert_eq!(*changed.derived.get_or_make(make), "view 3");
         // Never stored: the sealed JSON does not carry it, and an opened session starts empty.
         let json = serde_json::to_string(&s).unwrap();
         assert!(!json.contains("view"), "{json}");
         let opened: SessionData = serde_json::from_str(&json).unwrap();
         assert_eq!(opened, s, "compared without it");
-        assert_eq!(*opened.derived.get_or_make(make), "view 3");
+        assert_eq!(*opened.derived.get_or_make(make), "view 4");
         // Another type than the one kept is made afresh, never mistaken for it.
         assert_eq!(*s.derived.get_or_make(|| 7_u32), 7);
         assert_eq!(*s.derived.get_or_make(make), "view 1");
