@@ -79,8 +79,8 @@ pub struct SessionData {
 ///
 /// The store hands out the same `Arc<SessionData>` while the cookie (or Redis value) stays the same, so a session
 /// seen again finds what was made of it here, without a cache (and a lookup per request) of its own. Never
-/// serialized, never compared, and emptied by `Clone`: a changed session (refreshed, slid) is a copy, so it is
-/// derived anew and never shows the old roles. The session module does not know the type: the flow does.
+/// serialized, never compared, and emptied by `Clone` and by [`SessionData::touch`]: a changed session (refreshed,
+/// slid) is derived anew and never shows the old roles. The session module does not know the type: the flow does.
 #[derive(Default)]
 pub struct Derived(OnceLock<Arc<dyn Any + Send + Sync>>);
 

@@ -224,24 +224,11 @@ impl Browser {
         strip_cookies(headers, &[self.store.settings(true), self.store.settings(false)])
     }
 
-    /// [`Browser::upstream_cookie`] from cookies already read: a session request reads its cookie header once.
+    /// [`Browser::upstream_cookie`] from cookies already read: a session request reads its cookie header once. A
+    /// part that is no pair is not among the map's names, and is the app's.
     fn upstream_cookie_of(&self, cookies: &CookieMap<'_>, headers: &HeaderMap) -> Option<Option<String>> {
         let jars = [self.store.settings(true), self.store.settings(false)];
-        let own = |name: &str| jars.iter().any(|j| j.is_own_cookie(name));
-        let (mut any_own, mut all_own) = (false, cookies.all_parsed());
-        for name in cookies.names() {
-            if own(name) {
-                any_own = true;
-            } else {
-                all_own = false;
-            }
-        }
-        match (any_own, all_own) {
-            (false, _) => None,
-            (true, true) => Some(None),
-            // Ours and the app's together: the header is rebuilt without ours, as it came.
-            (true, false) => strip_cookies(headers, &jars),
-        }
+        cookie_decision(cookies.names(), !cookies.all_parsed(), headers, &jars)
     }
 
     // === sessions ===
@@ -463,16 +450,30 @@ fn wants_redirect(mode: LoginMode, method: &Method, headers: &HeaderMap) -> bool
 
 /// The request's `Cookie` header(s) without the cookies any of `jars` owns. `None` when nothing changes.
 fn strip_cookies(headers: &HeaderMap, jars: &[&CookieSettings]) -> Option<Option<String>> {
+    let names = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(crate::session::cookies::header_text)
+        .flat_map(|value| crate::session::cookies::parts(value).map(crate::session::cookies::part_name));
+    cookie_decision(names, false, headers, jars)
+}
+
+/// What the app gets of a request whose cookies are named `names`, with `unnamed` parts besides when some part is no
+/// pair (one pass, nothing collected): the header as it came when none is ours, none when all are, else the header
+/// rebuilt without ours.
+fn cookie_decision<'a>(
+    names: impl Iterator<Item = &'a str>,
+    unnamed: bool,
+    headers: &HeaderMap,
+    jars: &[&CookieSettings],
+) -> Option<Option<String>> {
     let own = |name: &str| jars.iter().any(|j| j.is_own_cookie(name));
-    // One pass over the names, nothing collected: is any cookie ours, and are all of them?
-    let (mut any_own, mut all_own) = (false, true);
-    for value in headers.get_all(http::header::COOKIE).iter().filter_map(crate::session::cookies::header_text) {
-        for name in crate::session::cookies::parts(value).map(crate::session::cookies::part_name) {
-            if own(name) {
-                any_own = true;
-            } else {
-                all_own = false;
-            }
+    let (mut any_own, mut all_own) = (false, !unnamed);
+    for name in names {
+        if own(name) {
+            any_own = true;
+        } else {
+            all_own = false;
         }
     }
     if !any_own {
