@@ -59,6 +59,7 @@ async fn valid_token_reaches_upstream_with_verifiable_identity() {
         // As the ALB (a trusted peer here) sends them: the gateway writes its own in their place.
         .header("X-Forwarded-For", "203.0.113.7")
         .header("X-Forwarded-Proto", "http")
+        .header("X-Forwarded-Port", "80")
         // What a CGI-style server would read as the client address: it must not reach the app beside ours.
         .header("X_Forwarded_For", "6.6.6.6")
         .header("Forwarded", "for=6.6.6.6;proto=https;host=evil.example")
@@ -71,6 +72,8 @@ async fn valid_token_reaches_upstream_with_verifiable_identity() {
     assert_eq!(echo.headers["x-forwarded-for"], ["203.0.113.7, 127.0.0.1"], "the chain, replaced, not appended to");
     assert_eq!(echo.headers["x-forwarded-proto"], ["http"]);
     assert_eq!(echo.headers["x-forwarded-host"], [HOST]);
+    // The port the external URL used (here the trusted peer's, as the ALB sends it), once.
+    assert_eq!(echo.headers["x-forwarded-port"], ["80"]);
     assert!(echo.header("x_forwarded_for").is_none(), "{:?}", echo.raw_names);
     assert!(echo.header("forwarded").is_none(), "{:?}", echo.raw_names);
     assert_eq!(echo.header("x-auth-subject"), Some(oidc_testkit::TEST_OID));
@@ -85,7 +88,7 @@ async fn valid_token_reaches_upstream_with_verifiable_identity() {
     assert_eq!(echo.header("authorization"), Some(format!("Bearer {token}").as_str()));
     assert_eq!(echo.header("x-forwarded-proto"), Some("http"));
     // Identity and forwarding headers go out once each, their names lower-case on the wire (flow::upstream).
-    for name in ["x-auth-subject", "x-auth-roles", "x-auth-method", "x-auth-assertion", "x-forwarded-for", "x-forwarded-proto"] {
+    for name in ["x-auth-subject", "x-auth-roles", "x-auth-method", "x-auth-assertion", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-port"] {
         assert_eq!(echo.raw_names.iter().filter(|n| *n == name).count(), 1, "{name}: {:?}", echo.raw_names);
     }
 

@@ -20,6 +20,8 @@ pub struct External {
     pub scheme: &'static str,
     /// Host as the client addressed it, lower-cased, with a port only when non-default.
     pub host: String,
+    /// The port the client addressed: the host's own, a trusted `X-Forwarded-Port`, or the scheme's default.
+    pub port: u16,
     /// The `X-Forwarded-For` value to send upstream: the believed chain plus the TCP peer.
     pub forwarded_for: String,
 }
@@ -40,11 +42,11 @@ fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
 }
 
 // Looked up by name constants: a `&str` name is parsed and validated again on every lookup, for every request.
-// The first three are also the names `flow::upstream` writes.
+// They are also the names `flow::upstream` writes.
 pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub(crate) const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 
 fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
@@ -112,8 +114,8 @@ pub fn external(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) ->
     let scheme = scheme.unwrap_or("http");
     let mut raw_host = forwarded_host.or_else(|| header(headers, &HOST).map(str::to_string)).unwrap_or_default();
     raw_host.make_ascii_lowercase();
-    let host = with_port(raw_host, scheme, forwarded_port);
-    External { client_ip, scheme, host, forwarded_for }
+    let (host, port) = with_port(raw_host, scheme, forwarded_port);
+    External { client_ip, scheme, host, port, forwarded_for }
 }
 
 /// Writes an address as `Display` does; IPv4 (the ALB's and every VPC peer) without the formatting machinery,
@@ -141,21 +143,21 @@ fn push_ip(out: &mut String, ip: IpAddr) {
 }
 
 /// Adds a non-default forwarded port to a host that has none; drops a default one. A host already written as
-/// `name:port` in canonical form is returned as it came (no copy).
-fn with_port(host: String, scheme: &str, port: Option<u16>) -> String {
+/// `name:port` in canonical form is returned as it came (no copy). With the host, the port the client addressed.
+fn with_port(host: String, scheme: &str, port: Option<u16>) -> (String, u16) {
     let default = if scheme == "https" { 443 } else { 80 };
     let (name, existing) = split_port(&host);
     match existing.or(port) {
         Some(p) if p != default => {
             let digits = p.checked_ilog10().unwrap_or(0) as usize + 1;
             if existing == Some(p) && host.len() == name.len() + 1 + digits {
-                host
+                (host, p)
             } else {
-                format!("{name}:{p}")
+                (format!("{name}:{p}"), p)
             }
         }
-        _ if name.len() == host.len() => host,
-        _ => name.to_string(),
+        _ if name.len() == host.len() => (host, default),
+        _ => (name.to_string(), default),
     }
 }
 
@@ -207,6 +209,7 @@ mod tests {
         );
         assert_eq!(e.scheme, "http");
         assert_eq!(e.host, "app.example.com");
+        assert_eq!(e.port, 80);
         assert_eq!(e.client_ip, Some("203.0.113.9".parse().unwrap()));
         assert_eq!(e.forwarded_for, "203.0.113.9");
     }
@@ -228,6 +231,7 @@ mod tests {
         assert_eq!(e.scheme, "https");
         assert_eq!(e.host, "app.example.com");
         assert_eq!(e.origin(), "https://app.example.com");
+        assert_eq!(e.port, 443);
         assert_eq!(e.client_ip, Some("198.51.100.7".parse().unwrap()));
         assert_eq!(e.forwarded_for, "6.6.6.6, 198.51.100.7, 10.0.1.20");
     }
@@ -253,25 +257,37 @@ mod tests {
         );
         assert_eq!(e.client_ip, Some("198.51.100.7".parse().unwrap()));
         assert_eq!(e.host, "x:8443");
+        assert_eq!(e.port, 8443);
+    }
+
+    #[test]
+    fn an_untrusted_peer_cannot_claim_a_port() {
+        let headers = h(&[("host", "app.example.com"), ("x-forwarded-port", "8443"), ("x-forwarded-proto", "https")]);
+        let e = external(Some("203.0.113.9".parse().unwrap()), &headers, &alb());
+        assert_eq!((e.host.as_str(), e.port), ("app.example.com", 80));
+        let e = external(Some("203.0.113.9".parse().unwrap()), &h(&[("host", "app.example.com:8080")]), &alb());
+        assert_eq!((e.host.as_str(), e.port), ("app.example.com:8080", 8080), "the Host header's own port counts");
     }
 
     #[test]
     fn ports_are_kept_only_when_not_the_default_and_written_canonically() {
         let cases = [
-            ("a.b:8443", "https", None, "a.b:8443"),
-            ("a.b:443", "https", None, "a.b"),
-            ("a.b:0080", "http", None, "a.b"),
-            ("a.b:08443", "http", None, "a.b:8443"),
-            ("a.b:+8443", "http", None, "a.b:8443"),
-            ("a.b", "http", Some(8080), "a.b:8080"),
-            ("a.b", "http", Some(80), "a.b"),
-            ("a.b:9000", "http", Some(8080), "a.b:9000"),
-            ("[::1]:8080", "http", None, "[::1]:8080"),
-            ("[::1]:80", "http", None, "[::1]"),
-            ("a.b", "http", None, "a.b"),
+            ("a.b:8443", "https", None, ("a.b:8443", 8443)),
+            ("a.b:443", "https", None, ("a.b", 443)),
+            ("a.b:0080", "http", None, ("a.b", 80)),
+            ("a.b:08443", "http", None, ("a.b:8443", 8443)),
+            ("a.b:+8443", "http", None, ("a.b:8443", 8443)),
+            ("a.b", "http", Some(8080), ("a.b:8080", 8080)),
+            ("a.b", "http", Some(80), ("a.b", 80)),
+            ("a.b:9000", "http", Some(8080), ("a.b:9000", 9000)),
+            ("[::1]:8080", "http", None, ("[::1]:8080", 8080)),
+            ("[::1]:80", "http", None, ("[::1]", 80)),
+            ("a.b", "http", None, ("a.b", 80)),
+            ("a.b", "https", None, ("a.b", 443)),
         ];
-        for (host, scheme, port, want) in cases {
-            assert_eq!(with_port(host.to_string(), scheme, port), want, "{host} {scheme} {port:?}");
+        for (host, scheme, port, (want_host, want_port)) in cases {
+            let (got_host, got_port) = with_port(host.to_string(), scheme, port);
+            assert_eq!((got_host.as_str(), got_port), (want_host, want_port), "{host} {scheme} {port:?}");
         }
     }
 

@@ -47,9 +47,8 @@ pub struct Forward {
     /// the same prepared headers and assertion).
     pub identity: IdentityHeaders,
     pub authorization: AuthorizationHeader,
-    /// The `Cookie` header upstream: `None` keeps it, `Some(None)` drops it, `Some(Some(v))` replaces it (the
-    /// sidecar's own cookies never reach the app).
-    pub cookie: Option<Option<String>>,
+    /// The `Cookie` header upstream (the sidecar's own cookies never reach the app).
+    pub cookie: CookieHeader,
     pub external: External,
     /// `Set-Cookie` values to append to the upstream's response (refreshed session).
     pub set_cookies: Vec<String>,
@@ -103,6 +102,18 @@ pub enum AuthorizationHeader {
     Keep,
     Drop,
     /// `Bearer <session access token>`.
+    Replace(String),
+}
+
+/// What happens to the `Cookie` header on the way upstream: the sidecar's own cookies never reach the app.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CookieHeader {
+    /// None of the cookies is ours: the header goes as it came.
+    #[default]
+    Keep,
+    /// Every cookie is ours: no `Cookie` header.
+    Drop,
+    /// The app's cookies, ours taken out.
     Replace(String),
 }
 
@@ -311,7 +322,7 @@ impl App {
         let mut prepared: Option<Arc<Prepared>> = None;
         let mut bearer_token: Option<Arc<VerifiedToken>> = None;
         // The `Cookie` header upstream, when reading the session already decided it.
-        let mut cookie_decided: Option<Option<Option<String>>> = None;
+        let mut cookie_decided: Option<CookieHeader> = None;
         match bearer(req.headers) {
             Credential::Bearer(token) => match self.verifier.verify_access_token(token).await {
                 Ok(verified) => {
@@ -496,7 +507,7 @@ impl App {
         identity: Option<(IdentityHeaders, &Principal)>,
         set_cookies: Vec<String>,
         session_token: Option<String>,
-        cookie: Option<Option<String>>,
+        cookie: CookieHeader,
     ) -> Outcome {
         let upstream = match &host.backend {
             Backend::Upstream { addr, .. } => *addr,

@@ -12,8 +12,8 @@
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::forwarded::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
-use super::{AuthorizationHeader, Forward};
+use super::forwarded::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PROTO};
+use super::{AuthorizationHeader, CookieHeader, Forward};
 use crate::identity::headers::{is_forwarding_header, is_identity_header};
 
 /// A header the sidecar meant to send upstream could not be one (the app gets no request with it missing).
@@ -27,7 +27,7 @@ pub enum UpstreamHeaderError {
 
 /// Rewrites `headers` for the upstream of `forward`: takes out whatever the client sent in our identity namespace
 /// (`prefix`, `OIDC_*`) and its forwarding headers, applies the `Authorization` and `Cookie` decisions, then appends
-/// the identity headers and our `X-Forwarded-For/Proto/Host`.
+/// the identity headers and our `X-Forwarded-For/Proto/Host/Port`.
 ///
 /// Taking out first lets the map grow at most once, by a reservation for exactly what is added, and makes appending
 /// safe: none of the added names is left in the map, so no client value can sit beside ours.
@@ -52,11 +52,11 @@ pub fn rewrite_headers(headers: &mut HeaderMap, forward: &Forward, prefix: &str)
         }
     }
     match &forward.cookie {
-        None => {}
-        Some(None) => {
+        CookieHeader::Keep => {}
+        CookieHeader::Drop => {
             headers.remove(COOKIE);
         }
-        Some(Some(v)) => {
+        CookieHeader::Replace(v) => {
             let v = HeaderValue::from_str(v).map_err(|_| UpstreamHeaderError::InvalidValue("Cookie"))?;
             headers.insert(COOKIE, v);
         }
@@ -67,7 +67,12 @@ pub fn rewrite_headers(headers: &mut HeaderMap, forward: &Forward, prefix: &str)
         HeaderValue::from_str(&ext.forwarded_for).map_err(|_| UpstreamHeaderError::InvalidValue("X-Forwarded-For"))?;
     let forwarded_host =
         HeaderValue::from_str(&ext.host).map_err(|_| UpstreamHeaderError::InvalidValue("X-Forwarded-Host"))?;
-    headers.try_reserve(forward.identity.len() + 3).map_err(|_| UpstreamHeaderError::TooManyHeaders)?;
+    let forwarded_port = match ext.port {
+        443 => HeaderValue::from_static("443"),
+        80 => HeaderValue::from_static("80"),
+        p => HeaderValue::from(p),
+    };
+    headers.try_reserve(forward.identity.len() + 4).map_err(|_| UpstreamHeaderError::TooManyHeaders)?;
     for h in forward.identity.iter() {
         headers.try_append(h.name.clone(), h.value.clone()).map_err(|_| UpstreamHeaderError::TooManyHeaders)?;
     }
@@ -75,6 +80,7 @@ pub fn rewrite_headers(headers: &mut HeaderMap, forward: &Forward, prefix: &str)
         (X_FORWARDED_FOR, forwarded_for),
         (X_FORWARDED_PROTO, HeaderValue::from_static(ext.scheme)),
         (X_FORWARDED_HOST, forwarded_host),
+        (X_FORWARDED_PORT, forwarded_port),
     ];
     for (name, value) in ours {
         headers.try_append(name, value).map_err(|_| UpstreamHeaderError::TooManyHeaders)?;
@@ -89,7 +95,7 @@ mod tests {
     use super::*;
     use crate::flow::{External, IdentityHeader};
 
-    fn forward(authorization: AuthorizationHeader, cookie: Option<Option<String>>) -> Forward {
+    fn forward(authorization: AuthorizationHeader, cookie: CookieHeader) -> Forward {
         let identity = ["x-auth-subject", "x-auth-method", "oidc_claim_email"]
             .iter()
             .map(|n| IdentityHeader {
@@ -108,6 +114,7 @@ mod tests {
                 client_ip: Some([203, 0, 113, 7].into()),
                 scheme: "https",
                 host: "app.example.com".into(),
+                port: 443,
                 forwarded_for: "203.0.113.7, 10.0.0.9".into(),
             },
             set_cookies: Vec::new(),
@@ -140,24 +147,27 @@ mod tests {
             ("X_Forwarded_For", "5.6.7.8"),
             ("x-forwarded-proto", "https"),
             ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-port", "8443"),
+            ("X_Forwarded_Port", "8444"),
             ("forwarded", "for=1.2.3.4;proto=https"),
             ("accept", "text/html"),
         ]);
-        rewrite_headers(&mut h, &forward(AuthorizationHeader::Keep, None), "X-Auth-").unwrap();
+        rewrite_headers(&mut h, &forward(AuthorizationHeader::Keep, CookieHeader::Keep), "X-Auth-").unwrap();
 
         assert_eq!(all(&h, "x-auth-subject"), ["ours-x-auth-subject"]);
         assert_eq!(all(&h, "x-auth-method"), ["ours-x-auth-method"]);
         assert_eq!(all(&h, "oidc_claim_email"), ["ours-oidc_claim_email"]);
-        for gone in ["x_auth_method", "oidc-claim-roles", "x-auth-roles", "x_forwarded_for", "forwarded"] {
+        for gone in ["x_auth_method", "oidc-claim-roles", "x-auth-roles", "x_forwarded_for", "x_forwarded_port", "forwarded"] {
             assert!(h.get(gone).is_none(), "{gone} reached the app");
         }
         assert_eq!(all(&h, "x-forwarded-for"), ["203.0.113.7, 10.0.0.9"]);
         assert_eq!(all(&h, "x-forwarded-proto"), ["https"]);
         assert_eq!(all(&h, "x-forwarded-host"), ["app.example.com"]);
+        assert_eq!(all(&h, "x-forwarded-port"), ["443"]);
         // What is not ours passes untouched.
         assert_eq!(all(&h, "host"), ["app.example.com"]);
         assert_eq!(all(&h, "accept"), ["text/html"]);
-        assert_eq!(h.len(), 8);
+        assert_eq!(h.len(), 9);
     }
 
     #[test]
@@ -165,17 +175,18 @@ mod tests {
         let client = [("authorization", "Bearer client"), ("cookie", "__Host-session=sealed; theme=dark")];
 
         let mut h = client_headers(&client);
-        rewrite_headers(&mut h, &forward(AuthorizationHeader::Keep, None), "X-Auth-").unwrap();
+        rewrite_headers(&mut h, &forward(AuthorizationHeader::Keep, CookieHeader::Keep), "X-Auth-").unwrap();
         assert_eq!(all(&h, "authorization"), ["Bearer client"]);
         assert_eq!(all(&h, "cookie"), ["__Host-session=sealed; theme=dark"]);
 
         let mut h = client_headers(&client);
-        rewrite_headers(&mut h, &forward(AuthorizationHeader::Drop, Some(None)), "X-Auth-").unwrap();
+        rewrite_headers(&mut h, &forward(AuthorizationHeader::Drop, CookieHeader::Drop), "X-Auth-").unwrap();
         assert!(h.get("authorization").is_none());
         assert!(h.get("cookie").is_none());
 
         let mut h = client_headers(&client);
-        let replace = forward(AuthorizationHeader::Replace("Bearer session-at".into()), Some(Some("theme=dark".into())));
+        let replace =
+            forward(AuthorizationHeader::Replace("Bearer session-at".into()), CookieHeader::Replace("theme=dark".into()));
         rewrite_headers(&mut h, &replace, "X-Auth-").unwrap();
         assert_eq!(all(&h, "authorization"), ["Bearer session-at"]);
         assert_eq!(all(&h, "cookie"), ["theme=dark"]);
@@ -184,7 +195,7 @@ mod tests {
     #[test]
     fn a_value_that_cannot_be_a_header_refuses_the_forward() {
         let mut h = HeaderMap::new();
-        let bad = forward(AuthorizationHeader::Replace("Bearer a\r\nX-Auth-Subject: admin".into()), None);
+        let bad = forward(AuthorizationHeader::Replace("Bearer a\r\nX-Auth-Subject: admin".into()), CookieHeader::Keep);
         assert_eq!(rewrite_headers(&mut h, &bad, "X-Auth-"), Err(UpstreamHeaderError::InvalidValue("Authorization")));
     }
 }

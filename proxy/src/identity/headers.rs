@@ -47,14 +47,14 @@ pub fn is_identity_header(name: &str, prefix: &str) -> bool {
     starts_with_folded(name, "oidc-") || (!prefix.is_empty() && starts_with_folded(name, prefix))
 }
 
-/// True for an inbound `X-Forwarded-For`, `-Proto` or `-Host`, or RFC 7239 `Forwarded`, however spelled: the
+/// True for an inbound `X-Forwarded-For`, `-Proto`, `-Host` or `-Port`, or RFC 7239 `Forwarded`, however spelled: the
 /// gateway writes its own `X-Forwarded-*` (from what `flow::forwarded` believed) and a client's must not reach the
 /// app beside them. `Forwarded` is never believed (the ALB does not send it), so whatever arrives came from the
 /// client, and an app that reads it (Spring's `ForwardedHeaderFilter`, say) would take the client's word for its
 /// own address and scheme. `_` counts as `-` here too: a server that maps headers to CGI-style variables would
 /// otherwise read a client's `X_Forwarded_For` as the client address.
 pub fn is_forwarding_header(name: &str) -> bool {
-    ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"]
+    ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "forwarded"]
         .iter()
         .any(|f| name.len() == f.len() && starts_with_folded(name, f))
 }
@@ -263,10 +263,10 @@ mod tests {
 
     #[test]
     fn forwarding_header_detection() {
-        for name in ["x-forwarded-for", "X-Forwarded-Proto", "x_forwarded_host", "X_FORWARDED_FOR", "x-forwarded_for", "Forwarded"] {
+        for name in ["x-forwarded-for", "X-Forwarded-Proto", "x_forwarded_host", "X_FORWARDED_FOR", "x-forwarded_for", "Forwarded", "X-Forwarded-Port", "x_forwarded_port"] {
             assert!(is_forwarding_header(name), "{name}");
         }
-        for name in ["x-forwarded-port", "x-forwarded-fort", "x-forwarded-forx", "forwardedx", "x-forwarded-", ""] {
+        for name in ["x-forwarded-fort", "x-forwarded-forx", "x-forwarded-ports", "forwardedx", "x-forwarded-", ""] {
             assert!(!is_forwarding_header(name), "{name}");
         }
     }

@@ -25,7 +25,7 @@ use http::{HeaderMap, Method};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::{External, LocalResponse, Outcome, Request, SessionHeaders};
+use super::{CookieHeader, External, LocalResponse, Outcome, Request, SessionHeaders};
 use crate::config::{ClientAuth, Config, HostConfig, LoginMode, SessionConfig};
 use crate::identity::{AuthMethod, Principal};
 use crate::oidc::codeflow::{CodeFlow, Endpoints};
@@ -50,7 +50,7 @@ pub struct SessionAuth {
     pub headers: Option<Arc<SessionHeaders>>,
     /// The `Cookie` header to send upstream, decided from the cookies read for the session (what
     /// [`Browser::upstream_cookie`] answers, without reading the header again).
-    pub upstream_cookie: Option<Option<String>>,
+    pub upstream_cookie: CookieHeader,
 }
 
 /// The sidecar's own endpoints under `session.paths`.
@@ -218,15 +218,14 @@ impl Browser {
         method.is_safe() || request_kind::csrf_ok(method, headers, &origin(host, external), &host.allowed_origins)
     }
 
-    /// The `Cookie` header to send upstream: the sidecar's own cookies removed (`None` = keep the header as is,
-    /// `Some(None)` = drop it, `Some(Some(v))` = replace it).
-    pub fn upstream_cookie(&self, headers: &HeaderMap, _external: &External) -> Option<Option<String>> {
+    /// The `Cookie` header to send upstream: the sidecar's own cookies removed.
+    pub fn upstream_cookie(&self, headers: &HeaderMap, _external: &External) -> CookieHeader {
         strip_cookies(headers, &[self.store.settings(true), self.store.settings(false)])
     }
 
     /// [`Browser::upstream_cookie`] from cookies already read: a session request reads its cookie header once. A
     /// part that is no pair is not among the map's names, and is the app's.
-    fn upstream_cookie_of(&self, cookies: &CookieMap<'_>, headers: &HeaderMap) -> Option<Option<String>> {
+    fn upstream_cookie_of(&self, cookies: &CookieMap<'_>, headers: &HeaderMap) -> CookieHeader {
         let jars = [self.store.settings(true), self.store.settings(false)];
         cookie_decision(cookies.names(), !cookies.all_parsed(), headers, &jars)
     }
@@ -309,7 +308,7 @@ impl Browser {
             cache_key: Some(view.cache_key),
             headers: Some(view.headers.clone()),
             // Decided by `authenticate`, which read the cookies.
-            upstream_cookie: None,
+            upstream_cookie: CookieHeader::Keep,
         };
         Ok(Loaded { auth, data: Some(data) })
     }
@@ -449,7 +448,7 @@ fn wants_redirect(mode: LoginMode, method: &Method, headers: &HeaderMap) -> bool
 }
 
 /// The request's `Cookie` header(s) without the cookies any of `jars` owns. `None` when nothing changes.
-fn strip_cookies(headers: &HeaderMap, jars: &[&CookieSettings]) -> Option<Option<String>> {
+fn strip_cookies(headers: &HeaderMap, jars: &[&CookieSettings]) -> CookieHeader {
     let names = headers
         .get_all(http::header::COOKIE)
         .iter()
@@ -466,7 +465,7 @@ fn cookie_decision<'a>(
     unnamed: bool,
     headers: &HeaderMap,
     jars: &[&CookieSettings],
-) -> Option<Option<String>> {
+) -> CookieHeader {
     let own = |name: &str| jars.iter().any(|j| j.is_own_cookie(name));
     let (mut any_own, mut all_own) = (false, !unnamed);
     for name in names {
@@ -477,11 +476,11 @@ fn cookie_decision<'a>(
         }
     }
     if !any_own {
-        return None;
+        return CookieHeader::Keep;
     }
     // The common case, a browser that holds only our cookies for this site: drop the header, build nothing.
     if all_own {
-        return Some(None);
+        return CookieHeader::Drop;
     }
     let values: Vec<&str> =
         headers.get_all(http::header::COOKIE).iter().filter_map(crate::session::cookies::header_text).collect();
@@ -489,7 +488,7 @@ fn cookie_decision<'a>(
     for jar in jars {
         rest = rest.and_then(|r| jar.strip_own_cookies(&r));
     }
-    Some(rest)
+    rest.map_or(CookieHeader::Drop, CookieHeader::Replace)
 }
 
 /// One query parameter, percent-decoded (first occurrence).
