@@ -71,20 +71,38 @@ impl std::fmt::Debug for SetCookie {
 ///
 /// Names and values borrow the request's `Cookie` header: a session request reads a cookie of a kilobyte or more,
 /// and copying every pair into its own `String` was most of what reading it cost.
-#[derive(Clone, Default, PartialEq, Eq)]
+///
+/// A browser sends a handful of cookies to one site, so they are kept in a list and found by comparing names: no
+/// hashing and no table for the two or three cookies of a typical request. Past [`CookieMap::LINEAR`] cookies a
+/// name index is built, so a request with thousands of tiny cookies costs one hash per cookie, not a scan each.
+#[derive(Clone, Default)]
 pub struct CookieMap<'a> {
-    map: HashMap<Cow<'a, str>, Cow<'a, str>, foldhash::fast::RandomState>,
+    /// In the order sent, each name once (its first value).
+    pairs: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// Position in `pairs` by name, once there are more than [`CookieMap::LINEAR`].
+    index: Option<HashMap<Cow<'a, str>, usize, foldhash::fast::RandomState>>,
     /// Some part of the headers was not a `name=value` pair (skipped here, but still the app's business).
     unparsed: bool,
 }
 
 impl std::fmt::Debug for CookieMap<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut names: Vec<&str> = self.map.keys().map(|n| n.as_ref()).collect();
+        let mut names: Vec<&str> = self.names().collect();
         names.sort();
         f.debug_struct("CookieMap").field("names", &names).finish()
     }
 }
+
+/// Two maps are equal when they hold the same names with the same values, whatever the order they came in.
+impl PartialEq for CookieMap<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.unparsed == other.unparsed
+            && self.len() == other.len()
+            && self.pairs.iter().all(|(n, v)| other.get(n) == Some(v.as_ref()))
+    }
+}
+
+impl Eq for CookieMap<'_> {}
 
 /// The text of one `Cookie:` header, or `None` when it is not UTF-8.
 ///
@@ -136,10 +154,13 @@ fn pair(part: &str) -> Option<(&str, &str)> {
 }
 
 impl<'a> CookieMap<'a> {
+    /// Up to this many cookies, names are found by comparing them one by one.
+    pub const LINEAR: usize = 16;
+
     /// Parses every `Cookie:` header of a request. Pairs that do not parse are skipped, never an error: a
     /// client's junk cookie must not break its session.
     pub fn from_headers(headers: &'a HeaderMap) -> CookieMap<'a> {
-        let mut out = CookieMap::default();
+        let mut out = CookieMap::with_room();
         for s in headers.get_all(COOKIE).iter().filter_map(header_text) {
             out.add_header(s);
         }
@@ -148,19 +169,47 @@ impl<'a> CookieMap<'a> {
 
     /// Parses one `Cookie:` header value.
     pub fn parse(header: &'a str) -> CookieMap<'a> {
-        let mut out = CookieMap::default();
+        let mut out = CookieMap::with_room();
         out.add_header(header);
         out
+    }
+
+    /// Room for a typical request's cookies (a session, perhaps in chunks, and the app's few) in one allocation.
+    fn with_room() -> CookieMap<'a> {
+        CookieMap { pairs: Vec::with_capacity(8), ..CookieMap::default() }
     }
 
     fn add_header(&mut self, header: &'a str) {
         for part in parts(header) {
             match pair(part) {
-                Some((name, value)) => {
-                    self.map.entry(Cow::Borrowed(name)).or_insert(Cow::Borrowed(value));
-                }
+                Some((name, value)) => self.add(Cow::Borrowed(name), Cow::Borrowed(value)),
                 None => self.unparsed = true,
             }
+        }
+    }
+
+    /// Adds a cookie unless its name is already here (the first one sent wins).
+    fn add(&mut self, name: Cow<'a, str>, value: Cow<'a, str>) {
+        if self.position(&name).is_some() {
+            return;
+        }
+        if let Some(index) = &mut self.index {
+            index.insert(name.clone(), self.pairs.len());
+        } else if self.pairs.len() == Self::LINEAR {
+            let mut index = HashMap::with_capacity_and_hasher(Self::LINEAR * 2, Default::default());
+            for (i, (n, _)) in self.pairs.iter().enumerate() {
+                index.insert(n.clone(), i);
+            }
+            index.insert(name.clone(), self.pairs.len());
+            self.index = Some(index);
+        }
+        self.pairs.push((name, value));
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(name).copied(),
+            None => self.pairs.iter().position(|(n, _)| n == name),
         }
     }
 
@@ -171,33 +220,33 @@ impl<'a> CookieMap<'a> {
 
     /// Inserts a cookie (tests, and callers that got cookies from elsewhere). An existing value is kept.
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.map.entry(Cow::Owned(name.into())).or_insert_with(|| Cow::Owned(value.into()));
+        self.add(Cow::Owned(name.into()), Cow::Owned(value.into()));
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.map.get(name).map(|v| v.as_ref())
+        self.position(name).map(|i| self.pairs[i].1.as_ref())
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.map.contains_key(name)
+        self.position(name).is_some()
     }
 
-    /// All names (unordered).
+    /// All names, in the order first sent.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.map.keys().map(|n| n.as_ref())
+        self.pairs.iter().map(|(n, _)| n.as_ref())
     }
 
     /// Name/value pairs whose name starts with `prefix`.
     pub fn with_prefix<'s>(&'s self, prefix: &'s str) -> impl Iterator<Item = (&'s str, &'s str)> + 's {
-        self.map.iter().filter(move |(n, _)| n.starts_with(prefix)).map(|(n, v)| (n.as_ref(), v.as_ref()))
+        self.pairs.iter().filter(move |(n, _)| n.starts_with(prefix)).map(|(n, v)| (n.as_ref(), v.as_ref()))
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.pairs.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.pairs.is_empty()
     }
 }
 
@@ -338,6 +387,34 @@ mod tests {
         assert_eq!(m.get("c"), Some("x=y"));
         assert_eq!(m.get("d"), Some("4"));
         assert!(!m.contains("junk"));
+    }
+
+    /// The list and the index behind it answer alike: first value wins, every name found, around the switch too.
+    #[test]
+    fn many_cookies_are_indexed_and_first_still_wins() {
+        for n in [1, CookieMap::LINEAR - 1, CookieMap::LINEAR, CookieMap::LINEAR + 1, 2_000] {
+            let mut header: Vec<String> = (0..n).map(|i| format!("c{i}={i}")).collect();
+            // A repeat of the first and of the last name, with other values: both lose.
+            header.push("c0=late".into());
+            header.push(format!("c{}=late", n - 1));
+            let header = header.join("; ");
+            let m = CookieMap::parse(&header);
+            assert_eq!(m.len(), n, "{n} cookies");
+            for i in [0, n / 2, n - 1] {
+                assert_eq!(m.get(&format!("c{i}")), Some(i.to_string().as_str()), "c{i} of {n}");
+            }
+            assert!(!m.contains(&format!("c{n}")));
+            assert_eq!(m.names().next(), Some("c0"), "names in the order sent");
+            // Equality ignores the order the cookies came in.
+            let reversed: Vec<String> = (0..n).rev().map(|i| format!("c{i}={i}")).collect();
+            let reversed = reversed.join("; ");
+            assert_eq!(CookieMap::parse(&reversed), m, "{n} cookies");
+            assert_ne!(CookieMap::parse(&format!("{reversed}; extra=1")), m);
+        }
+        let mut m = CookieMap::parse("a=1");
+        m.insert("a", "2");
+        m.insert("b", "3");
+        assert_eq!((m.get("a"), m.get("b")), (Some("1"), Some("3")), "insert keeps an existing value");
     }
 
     #[test]

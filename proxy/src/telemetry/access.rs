@@ -16,6 +16,7 @@ use super::BufferedStdout;
 /// One finished request, as the gateway saw it. Borrowed: nothing is copied until the line is written.
 #[derive(Debug, Clone, Copy)]
 pub struct AccessRecord<'a> {
+    /// A configured host's name (validated when the config loaded: no quote, backslash or control byte) or `-`.
     pub host: &'a str,
     pub method: &'a str,
     /// The path without the query (a query may carry `code=` or `state=`).
@@ -23,10 +24,12 @@ pub struct AccessRecord<'a> {
     pub status: u16,
     pub latency: Duration,
     pub upstream: Option<Duration>,
-    pub auth: &'a str,
+    /// The sidecar's own word (`bearer`, `session`, `anonymous`): written as it is.
+    pub auth: &'static str,
     /// The caller's subject (oid/sub), never a token.
     pub subject: Option<&'a str>,
-    pub decision: &'a str,
+    /// The sidecar's own word (`allow`, `login_redirect`, ...): written as it is.
+    pub decision: &'static str,
     pub reason: &'a str,
     pub route_line: Option<usize>,
     pub error: Option<&'a str>,
@@ -83,7 +86,7 @@ pub fn write_json(out: &mut Vec<u8>, r: &AccessRecord<'_>, at: SystemTime) {
     out.extend_from_slice(b"{\"timestamp\":\"");
     timestamp(out, at);
     out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\",\"host\":");
-    string(out, r.host);
+    plain(out, r.host);
     out.extend_from_slice(b",\"method\":");
     string(out, r.method);
     out.extend_from_slice(b",\"path\":");
@@ -97,13 +100,13 @@ pub fn write_json(out: &mut Vec<u8>, r: &AccessRecord<'_>, at: SystemTime) {
         millis(out, u);
     }
     out.extend_from_slice(b",\"auth\":");
-    string(out, r.auth);
+    plain(out, r.auth);
     if let Some(s) = r.subject {
         out.extend_from_slice(b",\"subject\":");
         string(out, s);
     }
     out.extend_from_slice(b",\"decision\":");
-    string(out, r.decision);
+    plain(out, r.decision);
     out.extend_from_slice(b",\"reason\":");
     string(out, r.reason);
     if let Some(l) = r.route_line {
@@ -126,21 +129,21 @@ fn millis(out: &mut Vec<u8>, d: Duration) {
     zero_padded(out, us % 1000, 3);
 }
 
-/// An unsigned integer in decimal, without `fmt`'s machinery (the line has several per request).
+/// An unsigned integer in decimal, by `itoa` (two digits per step) rather than `fmt`'s machinery: the line has
+/// several per request.
 fn decimal(out: &mut Vec<u8>, n: u64) {
-    zero_padded(out, n, 1);
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-/// `n` in decimal with at least `width` digits (leading zeros), `width` at most 20.
-fn zero_padded(out: &mut Vec<u8>, mut n: u64, width: usize) {
-    let mut buf = [b'0'; 20];
-    let mut i = buf.len();
-    while n > 0 || buf.len() - i < width {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
+/// `n` in decimal with at least `width` digits (leading zeros), `width` from 1 to 18: the digits of
+/// `10^width + n` without its leading `1` when `n` is below `10^width`.
+fn zero_padded(out: &mut Vec<u8>, n: u64, width: u32) {
+    let floor = 10u64.pow(width.clamp(1, 18));
+    if n >= floor {
+        return decimal(out, n);
     }
-    out.extend_from_slice(&buf[i..]);
+    let mut buf = itoa::Buffer::new();
+    out.extend_from_slice(&buf.format(floor + n).as_bytes()[1..]);
 }
 
 /// `2026-11-29T20:10:27.571777Z`; the seconds part is formatted once per second per thread.
@@ -178,6 +181,16 @@ fn format_second(secs: u64) -> [u8; 19] {
     let n = text.len().min(19);
     buf[..n].copy_from_slice(&text.as_bytes()[..n]);
     buf
+}
+
+/// A JSON string that needs no escaping: one of the sidecar's own words or a validated config value (the caller
+/// says which). Checked in debug builds.
+fn plain(out: &mut Vec<u8>, s: &str) {
+    debug_assert!(first_escape(s.as_bytes()).is_none(), "{s:?} needs escaping");
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
 }
 
 /// A JSON string: quotes, backslashes and control characters escaped (RFC 8259 §7). A client controls the path,
@@ -357,10 +370,10 @@ mod tests {
             let mut out = Vec::new();
             decimal(&mut out, n);
             assert_eq!(out, n.to_string().into_bytes());
-            for width in [3, 6] {
+            for width in [1u32, 3, 6] {
                 let mut out = Vec::new();
                 zero_padded(&mut out, n, width);
-                assert_eq!(out, format!("{n:0width$}").into_bytes());
+                assert_eq!(out, format!("{n:0w$}", w = width as usize).into_bytes());
             }
         }
     }
