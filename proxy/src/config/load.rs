@@ -359,14 +359,19 @@ impl Ctx {
     }
 
     fn duration(&self, key: &str, raw: Option<String>, default: Duration, allow_zero: bool) -> Result<Duration> {
-        let Some(text) = raw else { return Ok(default) };
+        Ok(self.optional_duration(key, raw, allow_zero)?.unwrap_or(default))
+    }
+
+    /// A duration whose absence means something of its own (no limit, say), not a default value.
+    fn optional_duration(&self, key: &str, raw: Option<String>, allow_zero: bool) -> Result<Option<Duration>> {
+        let Some(text) = raw else { return Ok(None) };
         let d = humantime::parse_duration(text.trim()).map_err(|e| {
             self.invalid(key, format!("`{text}` is not a duration ({e}); write e.g. \"30s\", \"5m\", \"8h\""))
         })?;
         if d.is_zero() && !allow_zero {
             return Err(self.invalid(key, "must be longer than zero"));
         }
-        Ok(d)
+        Ok(Some(d))
     }
 
     fn list(&self, key: &str, raw: Option<Vec<String>>) -> Result<Option<Vec<String>>> {
@@ -461,10 +466,11 @@ impl Ctx {
                 Duration::from_secs(4),
                 true,
             )?,
-            downstream_idle_timeout: match raw.downstream_idle_timeout {
-                None => None,
-                Some(text) => Some(self.duration("server.downstream_idle_timeout", Some(text), Duration::ZERO, false)?),
-            },
+            downstream_idle_timeout: self.optional_duration(
+                "server.downstream_idle_timeout",
+                raw.downstream_idle_timeout,
+                false,
+            )?,
             log_format: match raw.log_format {
                 Some(RawLogFormat::Text) => LogFormat::Text,
                 Some(RawLogFormat::Json) | None => LogFormat::Json,
