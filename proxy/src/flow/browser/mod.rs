@@ -447,7 +447,7 @@ fn wants_redirect(mode: LoginMode, method: &Method, headers: &HeaderMap) -> bool
     mode == LoginMode::Redirect && request_kind::is_navigation(method, headers)
 }
 
-/// The request's `Cookie` header(s) without the cookies any of `jars` owns. `None` when nothing changes.
+/// The request's `Cookie` header(s) without the cookies any of `jars` owns: `Keep` when none is theirs.
 fn strip_cookies(headers: &HeaderMap, jars: &[&CookieSettings]) -> CookieHeader {
     let names = headers
         .get_all(http::header::COOKIE)
