@@ -145,7 +145,7 @@ fn push_ip(out: &mut String, ip: IpAddr) {
 /// Adds a non-default forwarded port to a host that has none; drops a default one. A host already written as
 /// `name:port` in canonical form is returned as it came (no copy). With the host, the port the client addressed.
 fn with_port(host: String, scheme: &str, port: Option<u16>) -> (String, u16) {
-    let default = if scheme == "https" { 443 } else { 80 };
+    let default = default_port(scheme);
     let (name, existing) = split_port(&host);
     match existing.or(port) {
         Some(p) if p != default => {
@@ -158,6 +158,15 @@ fn with_port(host: String, scheme: &str, port: Option<u16>) -> (String, u16) {
         }
         _ if name.len() == host.len() => (host, default),
         _ => (name.to_string(), default),
+    }
+}
+
+/// The port a URL of `scheme` means when it names none.
+pub(crate) fn default_port(scheme: &str) -> u16 {
+    if scheme == "https" {
+        443
+    } else {
+        80
     }
 }
 

@@ -16,6 +16,7 @@
 //! `__Host-` cookie that carries `Domain`; the config refuses that combination, this is the second line).
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use cookie::time::Duration as CookieDuration;
@@ -188,22 +189,31 @@ impl<'a> CookieMap<'a> {
         }
     }
 
-    /// Adds a cookie unless its name is already here (the first one sent wins).
+    /// Adds a cookie unless its name is already here (the first one sent wins): one look-up, in the list or in the
+    /// index, and the index built once, when the list grows past [`CookieMap::LINEAR`].
     fn add(&mut self, name: Cow<'a, str>, value: Cow<'a, str>) {
-        if self.position(&name).is_some() {
-            return;
-        }
-        if let Some(index) = &mut self.index {
-            index.insert(name.clone(), self.pairs.len());
-        } else if self.pairs.len() == Self::LINEAR {
-            let mut index = HashMap::with_capacity_and_hasher(Self::LINEAR * 2, Default::default());
-            for (i, (n, _)) in self.pairs.iter().enumerate() {
-                index.insert(n.clone(), i);
+        let at = self.pairs.len();
+        match &mut self.index {
+            Some(index) => match index.entry(name) {
+                Entry::Occupied(_) => {}
+                Entry::Vacant(slot) => {
+                    let name = slot.key().clone();
+                    slot.insert(at);
+                    self.pairs.push((name, value));
+                }
+            },
+            None => {
+                if self.pairs.iter().any(|(n, _)| *n == name) {
+                    return;
+                }
+                self.pairs.push((name, value));
+                if self.pairs.len() > Self::LINEAR {
+                    let mut index = HashMap::with_capacity_and_hasher(Self::LINEAR * 2, Default::default());
+                    index.extend(self.pairs.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)));
+                    self.index = Some(index);
+                }
             }
-            index.insert(name.clone(), self.pairs.len());
-            self.index = Some(index);
         }
-        self.pairs.push((name, value));
     }
 
     fn position(&self, name: &str) -> Option<usize> {

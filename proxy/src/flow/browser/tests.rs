@@ -52,7 +52,7 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
 
 fn external(scheme: &str, host: &str) -> External {
     let scheme = if scheme == "https" { "https" } else { "http" };
-    let port = if scheme == "https" { 443 } else { 80 };
+    let port = crate::flow::forwarded::default_port(scheme);
     External { client_ip: None, scheme, host: host.into(), port, forwarded_for: String::new() }
 }
 
