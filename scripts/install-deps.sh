@@ -9,6 +9,8 @@ command -v cmake >/dev/null || need_apt+=(cmake)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# `ss`: the Bearer suite reads the kernel's keep-alive timer on the sidecar's client socket.
+command -v ss >/dev/null || need_apt+=(iproute2)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 python3 -c 'import venv' 2>/dev/null || need_apt+=(python3-venv)
