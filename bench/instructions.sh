@@ -28,12 +28,12 @@ WARM=${WARM:-2000}
 LOADGEN_CPU=${LOADGEN_CPU:-0}
 SUT_CPU=${SUT_CPU:-1}
 SIDECAR_BIN=${SIDECAR_BIN:-$ROOT/target/release/oidc-sidecar}
-BARE_BIN=${BARE_BIN:-$ROOT/target/release/bare-pingora}
+BARE_BIN=${BARE_BIN:-$ROOT/target/bench-pgo/release/bare-pingora}
 for tool in valgrind callgrind_control ab nginx openssl python3 envsubst; do
     command -v "$tool" >/dev/null || { echo "instructions.sh: $tool is missing (apt-get install valgrind apache2-utils nginx-light openssl gettext-base)" >&2; exit 1; }
 done
 for bin in "$SIDECAR_BIN" "$BARE_BIN"; do
-    [ -x "$bin" ] || { echo "instructions.sh: no $bin (cargo build --release -p oidc-sidecar -p bare-pingora)" >&2; exit 1; }
+    [ -x "$bin" ] || { echo "instructions.sh: no $bin (bench/build.sh)" >&2; exit 1; }
 done
 
 for port in 18080 18082 18084 18085 18088 18090 18091 18092 18093 18443 19901 19902 19903; do

@@ -23,7 +23,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 DESCRIPTION = {
     "upstream": "(a) upstream directly (nginx `return 200`)",
     "nginx": "(b) nginx plain reverse proxy",
-    "bare-pingora": "(c) bare Pingora pass-through",
+    "bare-pingora": "(c) bare Pingora pass-through (built as the sidecar: LTO + PGO from its own profile)",
+    "bare-pingora-plain": "(c°) bare Pingora pass-through, plain release build (no PGO): as Pingora ships",
     "bare-pingora-cookie": "(c') bare Pingora pass-through, sent (g)'s session Cookie header",
     "bare-pingora-nosteal": "(c*) bare Pingora on the no-steal runtime (the sidecar's), sent (g)'s cookie",
     "pingora-plumbing": "(c'') bare Pingora + the sidecar's runtime, timeouts and upstream header edits, no check, sent (g)'s cookie",
@@ -31,6 +32,7 @@ DESCRIPTION = {
     "sidecar-bearer": "(e) sidecar, valid Bearer",
     "sidecar-401": "(f) sidecar, no token (401)",
     "sidecar-cookie": "(g) sidecar, session cookie (cookie store)",
+    "sidecar-cookie-plain": "(g°) sidecar, session cookie (cookie store), plain release build (no PGO)",
     "sidecar-redis": "(h) sidecar, session (Redis store)",
     "apache-moa-cache": "(i) Apache + mod_auth_openidc, session (server cache)",
     "apache-moa-cookie": "(i) Apache + mod_auth_openidc, session (client cookie)",
@@ -58,6 +60,13 @@ RATIOS = [
     ("pingora-plumbing", "bare-pingora-nosteal", None, "plumbing alone vs bare Pingora on the same runtime, same request"),
     ("sidecar-cookie", "pingora-plumbing", None, "cookie session vs Pingora with the same plumbing"),
     ("sidecar-redis", "pingora-plumbing", None, "Redis session vs Pingora with the same plumbing"),
+    # Profile-guided optimization: the sidecar ships built with it (scripts/build-release.sh), and (c) is bare Pingora
+    # built the same way from its own profile. These show each build's share, and the comparison with Pingora as it
+    # ships (a plain release build).
+    ("sidecar-cookie", "bare-pingora-plain", None, "cookie session vs bare Pingora as a plain release build (no PGO)"),
+    ("sidecar-cookie-plain", "bare-pingora-plain", None, "cookie session vs bare Pingora, both plain release builds (no PGO)"),
+    ("sidecar-cookie", "sidecar-cookie-plain", None, "PGO's gain for the sidecar (cookie session)"),
+    ("bare-pingora", "bare-pingora-plain", None, "PGO's gain for bare Pingora"),
 ]
 
 

@@ -9,7 +9,9 @@
 # Systems (SYSTEMS, in this order by default):
 #   upstream          (a) the upstream itself (nginx `return 200`, moved to SUT_CPU for its point)
 #   nginx             (b) nginx as a plain reverse proxy, 1 worker, keep-alive to the upstream
-#   bare-pingora      (c) bench/passthrough: the smallest Pingora proxy, 1 thread
+#   bare-pingora      (c) bench/passthrough: the smallest Pingora proxy, 1 thread, built as the sidecar is built
+#                     (fat LTO + PGO from its own pass-through profile, bench/build.sh)
+#   bare-pingora-plain (c°) the same crate as a plain `cargo build --release` (no PGO): Pingora as it ships
 #   bare-pingora-cookie (c') the same process, sent the Cookie header of (g): the same request as the session
 #                     points, so their ratio compares proxies, not request sizes  [hook: bench/session/mint.sh]
 #   bare-pingora-nosteal (c*) the same binary on Pingora's no-steal runtime (BARE_PINGORA_WORK_STEALING=0), the
@@ -24,6 +26,8 @@
 #   sidecar-bearer    (e) oidc-sidecar, 1 thread, valid Bearer token
 #   sidecar-401       (f) oidc-sidecar, no token -> 401
 #   sidecar-cookie    (g) oidc-sidecar, session cookie, cookie store        [hook: bench/session/sidecar-cookie.sh]
+#   sidecar-cookie-plain (g°) the same, a plain `cargo build --release` of the sidecar (no PGO): what PGO adds
+#                                                                           [hook: bench/session/sidecar-cookie-plain.sh]
 #   sidecar-redis     (h) oidc-sidecar, session cookie, Redis store         [hook: bench/session/sidecar-redis.sh]
 #   apache-moa-cache  (i) mod_auth_openidc session, server-side cache       [hook: bench/session/apache-moa-cache.sh]
 #   apache-moa-cookie (i) mod_auth_openidc session, client-cookie           [hook: bench/session/apache-moa-cookie.sh]
@@ -34,7 +38,8 @@
 #   LOADGEN_CPU=0 SUT_CPU=1 UPSTREAM_CPU=$LOADGEN_CPU  cores for wrk, the SUTs, the shared upstream
 #   SYSTEMS="..."                                      subset / order of systems
 #   ACCESS_LOG=1                                       nginx proxy and Apache write an access log (0: off)
-#   SIDECAR_BIN=target/release/oidc-sidecar BARE_BIN=target/release/bare-pingora
+#   SIDECAR_BIN=target/release/oidc-sidecar BARE_BIN=target/bench-pgo/release/bare-pingora   (bench/build.sh)
+#   SIDECAR_PLAIN_BIN=target/bench-plain/release/oidc-sidecar BARE_PLAIN_BIN=target/bench-plain/release/bare-pingora
 #   SIDECAR_CONFIG=bench/sidecar.toml SIDECAR_REDIS_CONFIG=bench/sidecar-redis.toml  (same ports, please)
 #   RESULTS_DIR=bench/results KEEP_WORK=0              where the results file goes; keep the work dir
 # Quick smoke run:  DURATION=3 ROUNDS=1 WARMUP=1 bench/run.sh
@@ -60,12 +65,14 @@ WARMUP=${WARMUP:-2}
 LOADGEN_CPU=${LOADGEN_CPU:-0}
 SUT_CPU=${SUT_CPU:-1}
 UPSTREAM_CPU=${UPSTREAM_CPU:-$LOADGEN_CPU}
-SYSTEMS=${SYSTEMS:-"upstream nginx bare-pingora bare-pingora-cookie bare-pingora-nosteal pingora-plumbing apache-moa sidecar-bearer sidecar-401 sidecar-cookie sidecar-redis apache-moa-cache apache-moa-cookie"}
+SYSTEMS=${SYSTEMS:-"upstream nginx bare-pingora bare-pingora-plain bare-pingora-cookie bare-pingora-nosteal pingora-plumbing apache-moa sidecar-bearer sidecar-401 sidecar-cookie sidecar-cookie-plain sidecar-redis apache-moa-cache apache-moa-cookie"}
 ACCESS_LOG=${ACCESS_LOG:-1}
 SIDECAR_BIN=${SIDECAR_BIN:-$ROOT/target/release/oidc-sidecar}
 SIDECAR_CONFIG=${SIDECAR_CONFIG:-$BENCH/sidecar.toml}
 SIDECAR_REDIS_CONFIG=${SIDECAR_REDIS_CONFIG:-$BENCH/sidecar-redis.toml}
-BARE_BIN=${BARE_BIN:-$ROOT/target/release/bare-pingora}
+BARE_BIN=${BARE_BIN:-$ROOT/target/bench-pgo/release/bare-pingora}
+SIDECAR_PLAIN_BIN=${SIDECAR_PLAIN_BIN:-$ROOT/target/bench-plain/release/oidc-sidecar}
+BARE_PLAIN_BIN=${BARE_PLAIN_BIN:-$ROOT/target/bench-plain/release/bare-pingora}
 TEST_PROVIDER_BIN=${TEST_PROVIDER_BIN:-$ROOT/target/debug/test-provider}
 RESULTS_DIR=${RESULTS_DIR:-$BENCH/results}
 KEEP_WORK=${KEEP_WORK:-0}
@@ -81,7 +88,7 @@ for tool in wrk nginx apache2 openssl python3 curl taskset envsubst ss; do
     command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install wrk nginx-light apache2 libapache2-mod-auth-openidc openssl curl util-linux gettext-base iproute2)"
 done
 [ -f /usr/lib/apache2/modules/mod_auth_openidc.so ] || die "mod_auth_openidc is not installed (apt-get install libapache2-mod-auth-openidc)"
-for port in 18080 18081 18082 18083 18084 18085 18086 18087 18088 18089 18090 18091 18092 18093 18443 19901 19902 19903; do
+for port in 18080 18081 18082 18083 18084 18085 18086 18087 18088 18089 18090 18091 18092 18093 18094 18095 18443 19901 19902 19903 19904; do
     if ss -Hltn "sport = :$port" | grep -q .; then die "port $port is in use (another bench run?)"; fi
 done
 
@@ -93,6 +100,7 @@ RAW=$WORK/raw.tsv
 
 declare -A PID     # system -> root process id (nginx/apache master, or the binary itself)
 declare -A PORT=([upstream]=18080 [nginx]=18081 [bare-pingora]=18082 [bare-pingora-cookie]=18082 [pingora-plumbing]=18090 [bare-pingora-nosteal]=18093 [apache-moa]=18083
+                 [bare-pingora-plain]=18094 [sidecar-cookie-plain]=18095
                  [sidecar-bearer]=18084 [sidecar-401]=18084 [sidecar-cookie]=18084 [sidecar-redis]=18085
                  [apache-moa-cache]=18086 [apache-moa-cookie]=18087)
 declare -A HEADER  # system -> extra request header for wrk/curl
@@ -225,8 +233,20 @@ if selected bare-pingora || selected bare-pingora-cookie; then
         EXPECT[bare-pingora]=200
         EXPECT[bare-pingora-cookie]=200
     else
-        SKIP[bare-pingora]="no $BARE_BIN (cargo build --release -p bare-pingora)"
+        SKIP[bare-pingora]="no $BARE_BIN (bench/build.sh)"
         SKIP[bare-pingora-cookie]=${SKIP[bare-pingora]}
+    fi
+fi
+
+# --- (c°) bare Pingora as a plain release build (no PGO) ----------------------------------------------------------
+if selected bare-pingora-plain; then
+    if [ -x "$BARE_PLAIN_BIN" ]; then
+        taskset -c "$SUT_CPU" "$BARE_PLAIN_BIN" 127.0.0.1:18094 127.0.0.1:18080 > "$WORK/bare-pingora-plain.log" 2>&1 &
+        PID[bare-pingora-plain]=$!
+        STARTED_PIDS+=("$!")
+        EXPECT[bare-pingora-plain]=200
+    else
+        SKIP[bare-pingora-plain]="no $BARE_PLAIN_BIN (bench/build.sh)"
     fi
 fi
 
@@ -239,16 +259,16 @@ if selected bare-pingora-nosteal; then
         STARTED_PIDS+=("$!")
         EXPECT[bare-pingora-nosteal]=200
     else
-        SKIP[bare-pingora-nosteal]="no $BARE_BIN (cargo build --release -p bare-pingora)"
+        SKIP[bare-pingora-nosteal]="no $BARE_BIN (bench/build.sh)"
     fi
 fi
 
 # --- (c'') bare Pingora in plumbing mode, adding the headers a real sidecar request added upstream -----------
 if selected pingora-plumbing; then
     if [ ! -x "$BARE_BIN" ]; then
-        SKIP[pingora-plumbing]="no $BARE_BIN (cargo build --release -p bare-pingora)"
+        SKIP[pingora-plumbing]="no $BARE_BIN (bench/build.sh)"
     elif [ ! -x "$SIDECAR_BIN" ]; then
-        SKIP[pingora-plumbing]="no $SIDECAR_BIN to capture the upstream headers from (cargo build --release -p oidc-sidecar)"
+        SKIP[pingora-plumbing]="no $SIDECAR_BIN to capture the upstream headers from (bench/build.sh)"
     elif ! SIDECAR_BIN=$SIDECAR_BIN CONFIG=$SIDECAR_CONFIG "$BENCH/session/capture-upstream.sh" > "$WORK/plumbing-headers.txt" 2> "$WORK/capture.log"; then
         SKIP[pingora-plumbing]="capturing the sidecar's upstream headers failed: $(tail -c 300 "$WORK/capture.log" | tr '\n' ' ')"
     else
@@ -308,9 +328,9 @@ if selected apache-moa || selected apache-moa-cache || selected apache-moa-cooki
 fi
 
 # --- (e)-(h) the sidecar --------------------------------------------------------------------------
-start_sidecar() {  # name config -> SIDECAR_PID
-    local name=$1 config=$2
-    taskset -c "$SUT_CPU" "$SIDECAR_BIN" run --config "$config" > "$WORK/$name.log" 2>&1 &
+start_sidecar() {  # name config [binary] -> SIDECAR_PID
+    local name=$1 config=$2 bin=${3:-$SIDECAR_BIN}
+    taskset -c "$SUT_CPU" "$bin" run --config "$config" > "$WORK/$name.log" 2>&1 &
     SIDECAR_PID=$!
     STARTED_PIDS+=("$SIDECAR_PID")
 }
@@ -322,13 +342,13 @@ if selected sidecar-bearer || selected sidecar-401 || selected sidecar-cookie; t
         HEADER[sidecar-bearer]="Authorization: Bearer $TOKEN"
     else
         for s in sidecar-bearer sidecar-401 sidecar-cookie; do
-            SKIP[$s]="no $SIDECAR_BIN (cargo build --release -p oidc-sidecar)"
+            SKIP[$s]="no $SIDECAR_BIN (bench/build.sh)"
         done
     fi
 fi
 if selected sidecar-redis; then
     if [ ! -x "$SIDECAR_BIN" ]; then
-        SKIP[sidecar-redis]="no $SIDECAR_BIN (cargo build --release -p oidc-sidecar)"
+        SKIP[sidecar-redis]="no $SIDECAR_BIN (bench/build.sh)"
     elif [ ! -x "$BENCH/session/sidecar-redis.sh" ]; then
         SKIP[sidecar-redis]="no hook bench/session/sidecar-redis.sh (login flow)"
     else
@@ -338,14 +358,27 @@ if selected sidecar-redis; then
     fi
 fi
 
+if selected sidecar-cookie-plain; then
+    if [ ! -x "$SIDECAR_PLAIN_BIN" ]; then
+        SKIP[sidecar-cookie-plain]="no $SIDECAR_PLAIN_BIN (bench/build.sh)"
+    else
+        # (g)'s config on its own ports; the same session key, so the same minted cookie opens there.
+        sed -e 's/127\.0\.0\.1:18084/127.0.0.1:18095/' -e 's/127\.0\.0\.1:19901/127.0.0.1:19904/' "$SIDECAR_CONFIG" \
+            > "$WORK/sidecar-plain.toml"
+        start_sidecar sidecar-plain "$WORK/sidecar-plain.toml" "$SIDECAR_PLAIN_BIN"
+        PID[sidecar-cookie-plain]=$SIDECAR_PID
+        EXPECT[sidecar-cookie-plain]=200
+    fi
+fi
+
 # --- readiness, session hooks, warm-up ------------------------------------------------------------
-is_session() { case $1 in bare-pingora-cookie|bare-pingora-nosteal|pingora-plumbing|sidecar-cookie|sidecar-redis|apache-moa-cache|apache-moa-cookie) return 0 ;; esac; return 1; }
+is_session() { case $1 in bare-pingora-cookie|bare-pingora-nosteal|pingora-plumbing|sidecar-cookie|sidecar-cookie-plain|sidecar-redis|apache-moa-cache|apache-moa-cookie) return 0 ;; esac; return 1; }
 
 # Runs the system's session hook; sets HEADER[$sys] to its Cookie header. Non-zero when it found no session.
 session_login() {
     local sys=$1 hook=$BENCH/session/$1.sh cfg cookie
     case $sys in
-        sidecar-cookie|bare-pingora-cookie|bare-pingora-nosteal|pingora-plumbing) cfg=$SIDECAR_CONFIG ;;
+        sidecar-cookie|sidecar-cookie-plain|bare-pingora-cookie|bare-pingora-nosteal|pingora-plumbing) cfg=$SIDECAR_CONFIG ;;
         sidecar-redis) cfg=$SIDECAR_REDIS_CONFIG ;;
         *) cfg=$WORK/apache.conf ;;
     esac
@@ -365,6 +398,7 @@ for sys in $SYSTEMS; do
     if ! wait_status "$sys" 30; then
         case $sys in
             sidecar-redis) SKIP[$sys]="not ready (log: $(tail -c 300 "$WORK/sidecar-redis.log" 2>/dev/null | tr '\n\t' '  '))" ;;
+            sidecar-cookie-plain) SKIP[$sys]="not ready (log: $(tail -c 300 "$WORK/sidecar-plain.log" 2>/dev/null | tr '\n\t' '  '))" ;;
             sidecar-*) SKIP[$sys]="not ready (log: $(tail -c 300 "$WORK/sidecar.log" 2>/dev/null | tr '\n\t' '  '))" ;;
             apache-*) SKIP[$sys]="not ready (error log: $(tail -c 300 "$WORK/apache.error.log" 2>/dev/null | tr '\n\t' '  '))" ;;
             *) SKIP[$sys]="not ready" ;;

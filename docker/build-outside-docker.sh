@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The steps of docker/Dockerfile's builder and runtime stages, run on the host: CI has no Docker engine, so this
-# proves the image's build commands work (cmake present, `cargo build --release --locked -p oidc-sidecar`
-# succeeds with the committed Cargo.lock, the binary starts) and that the files the image bakes in exist.
+# proves the image's build commands work (cmake present, scripts/build-release.sh -- `cargo build --release --locked
+# -p oidc-sidecar` with the committed PGO profile -- succeeds with the committed Cargo.lock, the binary starts) and that the files the image bakes in exist.
 #
 #   docker/build-outside-docker.sh            # build and check
 #   STAGE_DIR=/tmp/img docker/build-outside-docker.sh   # also lay the runtime filesystem out under $STAGE_DIR
@@ -26,8 +26,10 @@ cargo --version
 command -v cmake >/dev/null || fail "cmake is missing (the Dockerfile installs it with apt-get install cmake)"
 cmake --version | head -n1
 
-step "cargo build --release --locked -p oidc-sidecar"
-cargo build --release --locked -p oidc-sidecar
+step "scripts/build-release.sh (cargo build --release --locked -p oidc-sidecar, PGO from pgo/oidc-sidecar.profdata)"
+[ -f pgo/oidc-sidecar.profdata ] || fail "pgo/oidc-sidecar.profdata is missing (the image builds with it; bench/pgo-train.sh makes it)"
+grep -q 'scripts/build-release.sh' docker/Dockerfile || fail "docker/Dockerfile no longer builds with scripts/build-release.sh"
+scripts/build-release.sh
 
 bin="$target_dir/release/oidc-sidecar"
 [ -x "$bin" ] || fail "no binary at $bin"

@@ -41,6 +41,13 @@ bash docker/build-outside-docker.sh || failed+=(docker-build)
 
 if [ -f tests/e2e/package.json ]; then
   step "end-to-end (provider, browser, upstream, redis)"
+  # Against the binary the image ships (the release build with PGO just made by the step above), so the suites prove
+  # that build; the debug build (debug assertions on) is what cargo test ran. Without a release binary: the debug one.
+  release_bin=${CARGO_TARGET_DIR:-$ROOT/target}/release/oidc-sidecar
+  if [[ " ${failed[*]} " != *" docker-build "* ]] && [ -x "$release_bin" ]; then
+    export OIDC_SIDECAR_BIN=${OIDC_SIDECAR_BIN:-$release_bin}
+  fi
+  echo "e2e: oidc-sidecar binary ${OIDC_SIDECAR_BIN:-target/debug/oidc-sidecar (tests/e2e/lib/stack.js default)}"
   # A browser suite on a shared 2-core machine can hit a timing edge; one rerun of the whole e2e step is allowed
   # and said out loud, so a flaky test shows in the log instead of hiding behind a green run.
   if ! (cd tests/e2e && npm test); then

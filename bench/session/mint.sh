@@ -11,8 +11,9 @@ SIDECAR_BIN=${SIDECAR_BIN:-$ROOT/target/release/oidc-sidecar}
 # Built when missing, or older than the sidecar binary it seals for (its session format may have changed).
 # Checked once: the mark makes later calls (run.sh calls this before every point) skip cargo.
 if [ ! -x "$MINT_BIN" ] || [ "$SIDECAR_BIN" -nt "$MINT_BIN" ]; then
-    echo "building $MINT_BIN (cargo build --release -p oidc-sidecar --example mint_session)" >&2
-    (cd "$ROOT" && cargo build --release -p oidc-sidecar --example mint_session -q) >&2
+    # With the release binary's own flags (scripts/build-release.sh): other flags would rebuild every crate.
+    echo "building $MINT_BIN (scripts/build-release.sh --examples)" >&2
+    "$ROOT/scripts/build-release.sh" --examples >&2
     touch "$MINT_BIN"
 fi
 exec "$MINT_BIN" --config "$CONFIG" "$@"

@@ -16,7 +16,7 @@ from conftest import (
     load_config,
 )
 
-CARGO_BUILD = "cargo build --release --locked -p oidc-sidecar"
+BUILD_RELEASE = "scripts/build-release.sh"
 
 
 def stage_names(stages):
@@ -67,13 +67,34 @@ def test_builder_is_rust_1_95_with_cmake_and_the_locked_release_build(dockerfile
     assert b.base.split("@")[0] == "rust:1.95-bookworm"
     runs = " ".join(i.args for i in b.all("RUN"))
     assert re.search(r"apt-get install[^&;]*\bcmake\b", runs), "cmake must be installed in the builder"
-    assert CARGO_BUILD in runs
+    assert BUILD_RELEASE in runs, "the builder builds with scripts/build-release.sh, as CI and the benchmarks do"
     assert "--version" in runs, "the builder checks that the binary starts"
+
+
+def test_the_release_build_is_the_locked_build_with_the_committed_profile():
+    script = (REPO / BUILD_RELEASE).read_text()
+    assert (REPO / BUILD_RELEASE).stat().st_mode & 0o111, "script must be executable"
+    assert re.search(r"args=\(--release --locked -p oidc-sidecar\b", script), "a locked release build of the sidecar"
+    assert 'cargo build "${args[@]}"' in script
+    assert "pgo/oidc-sidecar.profdata" in script and "-Cprofile-use=" in script
+    profile = REPO / "pgo" / "oidc-sidecar.profdata"
+    # An indexed LLVM profile: what rustc's -Cprofile-use reads (magic 0xff "lprofi" 0x81).
+    assert profile.read_bytes()[:8] == b"\xfflprofi\x81", "pgo/oidc-sidecar.profdata is an indexed LLVM profile"
+
+
+def test_the_profile_reaches_the_build_context():
+    ignored = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for pattern in ignored:
+        assert not re.search(r"(^|/)(\*\*/)?(pgo|\*\.profdata)(/|$)", pattern), f".dockerignore drops the profile: {pattern}"
 
 
 def test_build_outside_docker_runs_the_same_build(dockerfile):
     script = (REPO / "docker" / "build-outside-docker.sh").read_text()
-    assert CARGO_BUILD in script
+    assert BUILD_RELEASE in script
     assert "--version" in script
     assert "cmake" in script
     assert (REPO / "docker" / "build-outside-docker.sh").stat().st_mode & 0o111, "script must be executable"
