@@ -8,7 +8,9 @@ Raw records (tab-separated), written by run.sh:
   mem    SYSTEM RSS_KB HWM_KB PROCESSES
   skip   SYSTEM REASON
 Each figure in the table is the median over rounds of that figure (so the columns of one row may
-come from different rounds). CPU µs/request = (utime + stime of the system's processes during the
+come from different rounds). The ratio table also gives each ratio per round (the two systems of a
+round ran minutes apart at most, under the same background load) and the median of those: one slow
+round of one system moves the ratio of medians, the median of per-round ratios much less. CPU µs/request = (utime + stime of the system's processes during the
 point) / requests; CPU % = the same CPU time / the point's wall time (100 % = one core busy);
 req/s per core = 1e6 / CPU µs per request: what the system would serve with its one core saturated,
 the fair comparison when the load generator's side (wrk + upstream) is what limits req/s.
@@ -78,6 +80,12 @@ def to_ms(text: str) -> float:
     raise ValueError(f"unknown latency unit in {text!r}")
 
 
+def round_ratios(num: list[dict], den: list[dict]) -> list[float]:
+    """num / den req/s for each round both systems ran in, in round order."""
+    by_round = {p["round"]: p["rps"] for p in den}
+    return [p["rps"] / by_round[p["round"]] for p in num if by_round.get(p["round"], 0) > 0]
+
+
 def main() -> int:
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -95,6 +103,7 @@ def main() -> int:
                 reqs_n = int(reqs)
                 cpu_s = int(ticks) / CLK_TCK
                 points.setdefault(system, []).append({
+                    "round": int(rnd),
                     "rps": float(rps),
                     "p50": to_ms(p50),
                     "p99": to_ms(p99),
@@ -132,20 +141,23 @@ def main() -> int:
             print(f"| {name} | skipped: {skips[s]} | | | | | | | | |")
 
     print()
-    print("| ratio | req/s | req/s per core (CPU) | target |")
-    print("|---|---:|---:|---:|")
+    print("| ratio | req/s | req/s per core (CPU) | req/s per round: median (each round) | target |")
+    print("|---|---:|---:|---:|---:|")
     for num, den, target, what in RATIOS:
         if num in med and den in med and med[den]["rps"] > 0:
             r = med[num]["rps"] / med[den]["rps"]
             c = med[den]["cpu_us"] / med[num]["cpu_us"]
+            per_round = round_ratios(points[num], points[den])
+            rounds = (f"{statistics.median(per_round):.2f}x ({', '.join(f'{x:.2f}' for x in per_round)})"
+                      if per_round else "n/a")
             if target is None:
                 goal = "(reference)"
             else:
                 goal = f">= {target}x ({'met' if r >= target else 'not met'} on req/s)"
-            print(f"| {what} ({num} / {den}) | {r:.2f}x | {c:.2f}x | {goal} |")
+            print(f"| {what} ({num} / {den}) | {r:.2f}x | {c:.2f}x | {rounds} | {goal} |")
         else:
             goal = "(reference)" if target is None else f">= {target}x"
-            print(f"| {what} ({num} / {den}) | n/a | n/a | {goal} |")
+            print(f"| {what} ({num} / {den}) | n/a | n/a | n/a | {goal} |")
     if "sidecar-bearer" in med and "bare-pingora" in med:
         extra = med["sidecar-bearer"]["cpu_us"] - med["bare-pingora"]["cpu_us"]
         print(f"\nCPU the sidecar adds per Bearer request over bare Pingora: {extra:.1f} µs")
