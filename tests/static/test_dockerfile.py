@@ -82,6 +82,14 @@ def test_the_release_build_is_the_locked_build_with_the_committed_profile():
     assert profile.read_bytes()[:8] == b"\xfflprofi\x81", "pgo/oidc-sidecar.profdata is an indexed LLVM profile"
 
 
+def test_the_release_build_says_when_the_profile_is_stale():
+    script = (REPO / BUILD_RELEASE).read_text()
+    # rustc's own warning for a profiled function whose control flow changed (checked against rustc 1.95).
+    assert "function control flow change detected (hash mismatch)" in script
+    assert "bench/pgo-train.sh" in script, "the stale-profile message names the fix"
+    assert re.search(r'PGO_STRICT:-0}" = 1 \] && exit [1-9]', script), "PGO_STRICT=1 fails a build on a stale profile"
+
+
 def test_the_profile_reaches_the_build_context():
     ignored = [
         line.strip()
