@@ -10,8 +10,9 @@ Raw records (tab-separated), written by run.sh:
 Each figure in the table is the median over rounds of that figure (so the columns of one row may
 come from different rounds). The ratio table also gives each ratio per round (the two systems of a
 round ran minutes apart at most, under the same background load) and the median of those: one slow
-round of one system moves the ratio of medians, the median of per-round ratios much less. CPU µs/request = (utime + stime of the system's processes during the
-point) / requests; CPU % = the same CPU time / the point's wall time (100 % = one core busy);
+round of one system moves the ratio of medians, the median of per-round ratios much less.
+CPU µs/request = (utime + stime of the system's processes during the point) / requests;
+CPU % = the same CPU time / the point's wall time (100 % = one core busy);
 req/s per core = 1e6 / CPU µs per request: what the system would serve with its one core saturated,
 the fair comparison when the load generator's side (wrk + upstream) is what limits req/s.
 """
