@@ -223,47 +223,39 @@ if selected nginx; then
     EXPECT[nginx]=200
 fi
 
-# --- (c) bare Pingora -----------------------------------------------------------------------------
+# --- (c), (c°), (c*), (c'') bare Pingora -----------------------------------------------------------------------
+start_bare() {  # system binary port [VAR=value ...] -> PID/EXPECT, or SKIP when the binary is missing
+    local sys=$1 bin=$2 port=$3
+    shift 3
+    if [ ! -x "$bin" ]; then
+        SKIP[$sys]="no $bin (bench/build.sh)"
+        return
+    fi
+    env "$@" taskset -c "$SUT_CPU" "$bin" "127.0.0.1:$port" 127.0.0.1:18080 > "$WORK/$sys.log" 2>&1 &
+    PID[$sys]=$!
+    STARTED_PIDS+=("$!")
+    EXPECT[$sys]=200
+}
+
+# (c) and (c') are one process, sent different requests.
 if selected bare-pingora || selected bare-pingora-cookie; then
-    if [ -x "$BARE_BIN" ]; then
-        taskset -c "$SUT_CPU" "$BARE_BIN" 127.0.0.1:18082 127.0.0.1:18080 > "$WORK/bare-pingora.log" 2>&1 &
-        PID[bare-pingora]=$!
-        PID[bare-pingora-cookie]=$!
-        STARTED_PIDS+=("$!")
-        EXPECT[bare-pingora]=200
-        EXPECT[bare-pingora-cookie]=200
-    else
-        SKIP[bare-pingora]="no $BARE_BIN (bench/build.sh)"
+    start_bare bare-pingora "$BARE_BIN" 18082
+    if [ -n "${SKIP[bare-pingora]:-}" ]; then
         SKIP[bare-pingora-cookie]=${SKIP[bare-pingora]}
+    else
+        PID[bare-pingora-cookie]=${PID[bare-pingora]}
+        EXPECT[bare-pingora-cookie]=200
     fi
 fi
-
-# --- (c°) bare Pingora as a plain release build (no PGO) ----------------------------------------------------------
+# (c°) bare Pingora as a plain release build (no PGO).
 if selected bare-pingora-plain; then
-    if [ -x "$BARE_PLAIN_BIN" ]; then
-        taskset -c "$SUT_CPU" "$BARE_PLAIN_BIN" 127.0.0.1:18094 127.0.0.1:18080 > "$WORK/bare-pingora-plain.log" 2>&1 &
-        PID[bare-pingora-plain]=$!
-        STARTED_PIDS+=("$!")
-        EXPECT[bare-pingora-plain]=200
-    else
-        SKIP[bare-pingora-plain]="no $BARE_PLAIN_BIN (bench/build.sh)"
-    fi
+    start_bare bare-pingora-plain "$BARE_PLAIN_BIN" 18094
 fi
-
-# --- (c*) bare Pingora on the no-steal runtime (the sidecar's, with one worker) ---------------------------------
+# (c*) bare Pingora on the no-steal runtime (the sidecar's, with one worker).
 if selected bare-pingora-nosteal; then
-    if [ -x "$BARE_BIN" ]; then
-        BARE_PINGORA_WORK_STEALING=0 taskset -c "$SUT_CPU" "$BARE_BIN" 127.0.0.1:18093 127.0.0.1:18080 \
-            > "$WORK/bare-pingora-nosteal.log" 2>&1 &
-        PID[bare-pingora-nosteal]=$!
-        STARTED_PIDS+=("$!")
-        EXPECT[bare-pingora-nosteal]=200
-    else
-        SKIP[bare-pingora-nosteal]="no $BARE_BIN (bench/build.sh)"
-    fi
+    start_bare bare-pingora-nosteal "$BARE_BIN" 18093 BARE_PINGORA_WORK_STEALING=0
 fi
-
-# --- (c'') bare Pingora in plumbing mode, adding the headers a real sidecar request added upstream -----------
+# (c'') bare Pingora in plumbing mode, adding the headers a real sidecar request added upstream.
 if selected pingora-plumbing; then
     if [ ! -x "$BARE_BIN" ]; then
         SKIP[pingora-plumbing]="no $BARE_BIN (bench/build.sh)"
@@ -272,11 +264,8 @@ if selected pingora-plumbing; then
     elif ! SIDECAR_BIN=$SIDECAR_BIN CONFIG=$SIDECAR_CONFIG "$BENCH/session/capture-upstream.sh" > "$WORK/plumbing-headers.txt" 2> "$WORK/capture.log"; then
         SKIP[pingora-plumbing]="capturing the sidecar's upstream headers failed: $(tail -c 300 "$WORK/capture.log" | tr '\n' ' ')"
     else
-        BARE_PINGORA_PLUMBING=$WORK/plumbing-headers.txt BARE_PINGORA_WORK_STEALING=${BARE_PINGORA_PLUMBING_WORK_STEALING:-0} taskset -c "$SUT_CPU" "$BARE_BIN" 127.0.0.1:18090 127.0.0.1:18080 \
-            > "$WORK/pingora-plumbing.log" 2>&1 &
-        PID[pingora-plumbing]=$!
-        STARTED_PIDS+=("$!")
-        EXPECT[pingora-plumbing]=200
+        start_bare pingora-plumbing "$BARE_BIN" 18090 BARE_PINGORA_PLUMBING="$WORK/plumbing-headers.txt" \
+            BARE_PINGORA_WORK_STEALING="${BARE_PINGORA_PLUMBING_WORK_STEALING:-0}"
     fi
 fi
 
